@@ -1,0 +1,35 @@
+# engage: two commands do all the set-up on a fresh machine.
+#   make demo   one full daily run on bundled sample sources
+#   make test   the whole test suite
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export ENGAGE_HOME ?= $(CURDIR)/var
+
+.PHONY: demo test install lint bench clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(BIN)/.installed
+
+demo: $(BIN)/.installed
+	$(BIN)/engage demo
+
+test: $(BIN)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/pytest -q
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+bench: $(BIN)/.installed
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf var test-artifacts .pytest_cache

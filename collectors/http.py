@@ -1,0 +1,233 @@
+"""The one HTTP module every collector goes through.
+
+It owns the request policy so that collectors only say where to ask and how
+to read the answer:
+
+- a (connect, read) timeout on every request and a deadline for the whole
+  body, so a server that drips bytes cannot hold a worker;
+- a cap on the body size (``ResponseTooLarge`` past it);
+- retries with exponential backoff and jitter for connection errors, 429
+  and 5xx, honouring ``Retry-After`` (capped, so a server cannot park us for
+  an hour) -- this is urllib3's ``Retry``, not a loop of our own;
+- conditional GET: pass the stored ETag and Last-Modified and get 304 back;
+- a clear User-Agent;
+- an optional hook that receives every final response (the raw landing).
+
+Any other 4xx, and a 429/5xx that is still failing after the retries, raise
+``FetchError`` with the status and URL.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+from requests.structures import CaseInsensitiveDict
+from urllib3.util.retry import Retry
+
+from engage.errors import FetchError, ParseError, ResponseTooLarge
+from engage.settings import DEFAULT_USER_AGENT
+
+RETRY_STATUSES = (429, 500, 502, 503, 504)
+
+
+@dataclass
+class HttpResponse:
+    url: str
+    status: int
+    headers: CaseInsensitiveDict[str]
+    body: bytes
+    fetched_at: datetime
+    elapsed: float
+    attempts: int = 1
+
+    @property
+    def not_modified(self) -> bool:
+        return self.status == 304
+
+    def json(self) -> Any:
+        """The body as JSON; an HTML error page served as JSON is a ParseError."""
+        try:
+            return json.loads(self.body)
+        except ValueError as exc:
+            start = self.body[:200].decode("utf-8", "replace").strip()
+            kind = "an HTML page" if start.lower().startswith(("<!doctype", "<html")) else "not JSON"
+            raise ParseError(
+                f"{self.url}: expected JSON but got {kind} "
+                f"(HTTP {self.status}, content-type {self.headers.get('Content-Type')!r})"
+            ) from exc
+
+
+class _CappedRetry(Retry):
+    """urllib3 Retry whose Retry-After wait never exceeds ``max_retry_after``."""
+
+    max_retry_after: float = 60.0
+
+    def get_retry_after(self, response: Any) -> float | None:
+        value = super().get_retry_after(response)
+        if value is None:
+            return None
+        return min(value, self.max_retry_after)
+
+    def new(self, **kw: Any) -> _CappedRetry:
+        new = super().new(**kw)
+        new.max_retry_after = self.max_retry_after
+        return new
+
+
+@dataclass
+class HttpClient:
+    """A requests session with the project's request policy.
+
+    Create one per collection run (it is cheap); nothing is created at
+    import time.
+    """
+
+    user_agent: str = DEFAULT_USER_AGENT
+    connect_timeout: float = 5.0
+    read_timeout: float = 10.0
+    max_bytes: int = 10_000_000
+    retries: int = 3
+    backoff_factor: float = 0.5
+    backoff_max: float = 30.0
+    max_retry_after: float = 60.0
+    deadline: float = 120.0
+    on_response: Callable[[HttpResponse], None] | None = None
+    before_request: Callable[[str], None] | None = None
+    session: requests.Session = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        retry = _CappedRetry(
+            total=self.retries,
+            connect=self.retries,
+            read=self.retries,
+            status=self.retries,
+            other=0,
+            status_forcelist=RETRY_STATUSES,
+            allowed_methods=frozenset({"GET", "HEAD"}),
+            backoff_factor=self.backoff_factor,
+            backoff_max=self.backoff_max,
+            backoff_jitter=self.backoff_factor,
+            respect_retry_after_header=True,
+            raise_on_status=False,
+            raise_on_redirect=False,
+        )
+        retry.max_retry_after = self.max_retry_after
+        self.session = requests.Session()
+        adapter = HTTPAdapter(max_retries=retry, pool_maxsize=4)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+        self.session.headers["User-Agent"] = self.user_agent
+
+    def close(self) -> None:
+        self.session.close()
+
+    def __enter__(self) -> HttpClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def get(
+        self,
+        url: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        etag: str | None = None,
+        last_modified: str | None = None,
+        ok_statuses: tuple[int, ...] = (200, 304),
+    ) -> HttpResponse:
+        """GET ``url``; raise FetchError unless the final status is in ``ok_statuses``."""
+        send = dict(headers or {})
+        if etag:
+            send["If-None-Match"] = etag
+        if last_modified:
+            send["If-Modified-Since"] = last_modified
+        if self.before_request is not None:
+            self.before_request(url)
+        started = time.monotonic()
+        try:
+            resp = self.session.get(
+                url,
+                params=params,
+                headers=send,
+                timeout=(self.connect_timeout, self.read_timeout),
+                stream=True,
+                allow_redirects=True,
+            )
+        except requests.exceptions.RetryError as exc:
+            raise FetchError(url, f"gave up after {self.retries} retries: {exc}") from exc
+        except requests.exceptions.Timeout as exc:
+            raise FetchError(url, f"timed out after {self.retries} retries") from exc
+        except requests.exceptions.ConnectionError as exc:
+            raise FetchError(url, f"connection failed: {_short(exc)}") from exc
+        except requests.exceptions.RequestException as exc:
+            raise FetchError(url, f"request failed: {_short(exc)}") from exc
+        try:
+            body = self._read_capped(resp, url, started)
+        finally:
+            resp.close()
+        history = getattr(getattr(resp.raw, "retries", None), "history", ()) or ()
+        result = HttpResponse(
+            url=resp.url,
+            status=resp.status_code,
+            headers=CaseInsensitiveDict(resp.headers),
+            body=body,
+            fetched_at=datetime.now(UTC),
+            elapsed=time.monotonic() - started,
+            attempts=1 + len(history),
+        )
+        if self.on_response is not None:
+            self.on_response(result)
+        if result.status not in ok_statuses:
+            reason = _reason(result)
+            raise FetchError(url, reason, status=result.status)
+        return result
+
+    def _read_capped(self, resp: requests.Response, url: str, started: float) -> bytes:
+        declared = resp.headers.get("Content-Length")
+        if declared and declared.isdigit() and int(declared) > self.max_bytes:
+            raise ResponseTooLarge(
+                url, f"response of {declared} bytes exceeds the {self.max_bytes}-byte cap"
+            )
+        parts: list[bytes] = []
+        size = 0
+        try:
+            for chunk in resp.iter_content(chunk_size=65536):
+                size += len(chunk)
+                if size > self.max_bytes:
+                    raise ResponseTooLarge(
+                        url, f"response exceeds the {self.max_bytes}-byte cap"
+                    )
+                if time.monotonic() - started > self.deadline:
+                    raise FetchError(url, f"body not received within {self.deadline:.0f} s")
+                parts.append(chunk)
+        except requests.exceptions.RequestException as exc:
+            raise FetchError(url, f"reading the body failed: {_short(exc)}") from exc
+        return b"".join(parts)
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc)
+    return text if len(text) <= 300 else text[:300] + "..."
+
+
+def _reason(resp: HttpResponse) -> str:
+    if resp.status == 429:
+        after = resp.headers.get("Retry-After")
+        return "rate limited (429)" + (f", Retry-After {after}" if after else "")
+    if resp.status >= 500:
+        return f"server error {resp.status} after retries"
+    return {
+        401: "unauthorised (401): check the token",
+        403: "forbidden (403)",
+        404: "not found (404)",
+        410: "gone (410)",
+    }.get(resp.status, f"unexpected status {resp.status}")

@@ -1,0 +1,1 @@
+"""Airflow DAGs: orchestration only. The work is in engage, collectors and transforms."""

@@ -1,0 +1,409 @@
+"""The daily pipeline's steps, shared by the Airflow DAG and ``engage run``.
+
+Each step is a plain function of the settings, the sources config and the
+logical date, so the DAG only wires them and the CLI calls them in the same
+order:
+
+1. ``collect_source`` (one per source): fetch, parse, stage the records as
+   a gzip JSON file under ``$ENGAGE_HOME/staging/<date>/<source>.json.gz``,
+   and record the attempt in ``collection_run``. A failure is recorded
+   (status, HTTP status, error, next attempt) and raised as SourceFailed;
+   it never touches the other sources.
+2. ``load_day``: load every staged file of the day, one transaction per
+   source (upserts, so a rerun replaces and never duplicates). The source's
+   ETag/Last-Modified/watermark are written in that same transaction.
+3. ``classify_day``, ``build_facts_day``: see ``transforms``.
+4. ``summarize_day``: counts per source for the day, from the warehouse.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, func, insert, select, update
+
+from collectors import collector_for
+from collectors.base import CollectContext
+from collectors.http import HttpClient
+from collectors.records import CollectResult
+from engage.config import SourceConfig, SourcesConfig
+from engage.errors import EngageError
+from engage.settings import Settings
+from engage.warehouse.db import make_engine, require_current, upsert
+from engage.warehouse.schema import collection_run, content_item, engagement_observation, source
+from transforms.load import load_result
+
+log = logging.getLogger(__name__)
+
+
+class SourceFailed(EngageError):
+    """One source could not be collected; the run goes on with the others."""
+
+    def __init__(self, source_name: str, reason: str) -> None:
+        self.source_name = source_name
+        self.reason = reason
+        super().__init__(f"source {source_name!r} failed: {reason}")
+
+
+@dataclass
+class CollectOutcome:
+    source: str
+    status: str  # success | not_modified | failed
+    http_status: int | None = None
+    items: int = 0
+    observations: int = 0
+    error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "status": self.status,
+            "http_status": self.http_status,
+            "items": self.items,
+            "observations": self.observations,
+            "error": self.error,
+        }
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def open_warehouse(settings: Settings) -> Engine:
+    engine = make_engine(settings.warehouse_url)
+    require_current(engine)
+    return engine
+
+
+def staged_path(settings: Settings, run_date: date, source_name: str) -> Path:
+    return settings.staging_dir / run_date.isoformat() / f"{source_name}.json.gz"
+
+
+def sync_sources(engine: Engine, config: SourcesConfig) -> dict[str, int]:
+    """Make the source table match the config (name, kind, URL, own)."""
+    stamp = now()
+    rows = [
+        {
+            "name": s.name,
+            "kind": s.kind,
+            "url": s.url,
+            "is_own": s.own,
+            "created_at": stamp,
+            "updated_at": stamp,
+            "consecutive_failures": 0,
+        }
+        for s in config.sources
+    ]
+    with engine.begin() as conn:
+        upsert(conn, source, rows, key=["name"], update=["kind", "url", "is_own", "updated_at"])
+        return {r.name: r.source_id for r in conn.execute(select(source.c.name, source.c.source_id))}
+
+
+def make_client(settings: Settings, src: SourceConfig) -> HttpClient:
+    return HttpClient(
+        user_agent=settings.user_agent,
+        connect_timeout=settings.http_connect_timeout,
+        read_timeout=float(src.options.get("timeout", settings.http_timeout)),
+        max_bytes=int(src.options.get("max_bytes", settings.http_max_bytes)),
+    )
+
+
+def _write_staged(path: Path, result: CollectResult) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    with gzip.open(tmp, "wt", encoding="utf-8") as fh:
+        json.dump(result.to_json(), fh)
+    tmp.replace(path)
+
+
+def _read_staged(path: Path) -> CollectResult:
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
+        return CollectResult.from_json(json.load(fh))
+
+
+def collect_source(
+    settings: Settings,
+    config: SourcesConfig,
+    source_name: str,
+    run_date: date,
+    *,
+    engine: Engine | None = None,
+    client_factory: Callable[[Settings, SourceConfig], HttpClient] = make_client,
+) -> CollectOutcome:
+    """Collect one source for ``run_date`` and stage its records."""
+    src = config.get(source_name)
+    engine = engine or open_warehouse(settings)
+    ids = sync_sources(engine, config)
+    source_id = ids[src.name]
+    started = now()
+    path = staged_path(settings, run_date, src.name)
+    path.unlink(missing_ok=True)
+    with engine.begin() as conn:
+        state = conn.execute(
+            select(source.c.etag, source.c.last_modified, source.c.watermark).where(
+                source.c.source_id == source_id
+            )
+        ).one()
+        run_id = conn.execute(
+            insert(collection_run)
+            .values(source_id=source_id, run_date=run_date, started_at=started, status="running")
+            .returning(collection_run.c.run_id)
+        ).scalar_one()
+    client = client_factory(settings, src)
+    try:
+        ctx = CollectContext(
+            source=src,
+            client=client,
+            run_date=run_date,
+            etag=state.etag,
+            last_modified=state.last_modified,
+            watermark=state.watermark,
+            team=config.team,
+        )
+        result = collector_for(src.kind)(ctx)
+    except Exception as exc:  # noqa: BLE001 - any failure of one source is recorded, not fatal
+        reason = str(exc) if isinstance(exc, EngageError) else f"{type(exc).__name__}: {exc}"
+        status_code = getattr(exc, "status", None)
+        _record_failure(engine, run_id, source_id, reason, status_code)
+        log.warning("source %s failed: %s", src.name, reason)
+        raise SourceFailed(src.name, reason) from exc
+    finally:
+        client.close()
+    _write_staged(path, result)
+    status = "not_modified" if result.not_modified else "success"
+    with engine.begin() as conn:
+        conn.execute(
+            update(collection_run)
+            .where(collection_run.c.run_id == run_id)
+            .values(
+                status=status,
+                finished_at=now(),
+                http_status=result.http_status,
+                items=len(result.items),
+                observations=len(result.observations),
+                requests=result.requests,
+                error="; ".join(result.warnings)[:4000] or None,
+            )
+        )
+    for warning in result.warnings:
+        log.warning("source %s: %s", src.name, warning)
+    return CollectOutcome(
+        source=src.name,
+        status=status,
+        http_status=result.http_status,
+        items=len(result.items),
+        observations=len(result.observations),
+        warnings=result.warnings,
+    )
+
+
+def _record_failure(
+    engine: Engine, run_id: int, source_id: int, reason: str, http_status: int | None
+) -> None:
+    stamp = now()
+    with engine.begin() as conn:
+        conn.execute(
+            update(collection_run)
+            .where(collection_run.c.run_id == run_id)
+            .values(status="failed", finished_at=stamp, http_status=http_status, error=reason[:4000])
+        )
+        failures = conn.execute(
+            select(source.c.consecutive_failures).where(source.c.source_id == source_id)
+        ).scalar_one()
+        # The next daily run retries anyway; the hint grows with repeated failures.
+        wait = timedelta(hours=min(24, 2**failures))
+        conn.execute(
+            update(source)
+            .where(source.c.source_id == source_id)
+            .values(
+                consecutive_failures=failures + 1,
+                last_error=reason[:4000],
+                next_attempt_at=stamp + wait,
+            )
+        )
+
+
+@dataclass
+class LoadOutcome:
+    source: str
+    authors: int
+    items: int
+    observations: int
+
+
+def load_day(
+    settings: Settings, config: SourcesConfig, run_date: date, *, engine: Engine | None = None
+) -> list[LoadOutcome]:
+    """Load every staged result of the day; one transaction per source."""
+    engine = engine or open_warehouse(settings)
+    ids = sync_sources(engine, config)
+    outcomes = []
+    for src in config.enabled():
+        path = staged_path(settings, run_date, src.name)
+        if not path.exists():
+            continue
+        result = _read_staged(path)
+        stamp = now()
+        with engine.begin() as conn:
+            counts = load_result(
+                conn,
+                source_id=ids[src.name],
+                run_date=run_date,
+                result=result,
+                collected_at=stamp,
+                own_source=src.own,
+                team=config.team,
+            )
+            latest = (
+                select(func.max(collection_run.c.run_id))
+                .where(
+                    collection_run.c.source_id == ids[src.name],
+                    collection_run.c.run_date == run_date,
+                )
+                .scalar_subquery()
+            )
+            conn.execute(
+                update(collection_run)
+                .where(collection_run.c.run_id == latest)
+                .values(loaded_at=stamp)
+            )
+        path.unlink(missing_ok=True)
+        outcomes.append(LoadOutcome(src.name, counts.authors, counts.items, counts.observations))
+    return outcomes
+
+
+@dataclass
+class SourceSummary:
+    source: str
+    kind: str
+    status: str
+    http_status: int | None
+    items_collected: int
+    items_total: int
+    observations_today: int
+    error: str | None
+
+
+def summarize_day(
+    settings: Settings, config: SourcesConfig, run_date: date, *, engine: Engine | None = None
+) -> list[SourceSummary]:
+    """The latest attempt of each source for the day, with warehouse counts."""
+    engine = engine or open_warehouse(settings)
+    latest = (
+        select(collection_run.c.source_id, func.max(collection_run.c.run_id).label("run_id"))
+        .where(collection_run.c.run_date == run_date)
+        .group_by(collection_run.c.source_id)
+        .subquery()
+    )
+    items_total = (
+        select(content_item.c.source_id, func.count().label("n"))
+        .group_by(content_item.c.source_id)
+        .subquery()
+    )
+    obs_today = (
+        select(engagement_observation.c.source_id, func.count().label("n"))
+        .where(engagement_observation.c.observed_date == run_date)
+        .group_by(engagement_observation.c.source_id)
+        .subquery()
+    )
+    stmt = (
+        select(
+            source.c.name,
+            source.c.kind,
+            collection_run.c.status,
+            collection_run.c.http_status,
+            collection_run.c["items"],
+            func.coalesce(items_total.c.n, 0),
+            func.coalesce(obs_today.c.n, 0),
+            collection_run.c.error,
+        )
+        .select_from(source)
+        .join(latest, latest.c.source_id == source.c.source_id, isouter=True)
+        .join(collection_run, collection_run.c.run_id == latest.c.run_id, isouter=True)
+        .join(items_total, items_total.c.source_id == source.c.source_id, isouter=True)
+        .join(obs_today, obs_today.c.source_id == source.c.source_id, isouter=True)
+        .where(source.c.name.in_([s.name for s in config.enabled()]))
+        .order_by(source.c.name)
+    )
+    with engine.connect() as conn:
+        return [
+            SourceSummary(
+                source=r[0],
+                kind=r[1],
+                status=r[2] or "not run",
+                http_status=r[3],
+                items_collected=r[4] or 0,
+                items_total=r[5],
+                observations_today=r[6],
+                error=r[7],
+            )
+            for r in conn.execute(stmt)
+        ]
+
+
+def failed_sources(summary: list[SourceSummary]) -> list[SourceSummary]:
+    return [s for s in summary if s.status in ("failed", "not run", "running")]
+
+
+def collect_all(
+    settings: Settings,
+    config: SourcesConfig,
+    run_date: date,
+    *,
+    engine: Engine | None = None,
+    max_workers: int = 8,
+) -> list[CollectOutcome]:
+    """Collect every enabled source concurrently; failures are outcomes, not raises."""
+    engine = engine or open_warehouse(settings)
+    sync_sources(engine, config)
+
+    def one(src: SourceConfig) -> CollectOutcome:
+        try:
+            return collect_source(settings, config, src.name, run_date, engine=engine)
+        except SourceFailed as exc:
+            return CollectOutcome(source=src.name, status="failed", error=exc.reason)
+
+    with ThreadPoolExecutor(max_workers=max(1, max_workers)) as pool:
+        return list(pool.map(one, config.enabled()))
+
+
+def previous_day(day: date) -> date:
+    return day - timedelta(days=1)
+
+
+# Steps after the load, in the order the DAG runs them. Each is
+# ``step(settings, config, run_date, engine=...)``; ``engage run`` calls
+# them in this order and the DAG has one task per step.
+AFTER_LOAD: list[tuple[str, str]] = []
+
+
+def after_load_steps() -> list[tuple[str, Callable[..., Any]]]:
+    from importlib import import_module
+
+    steps = []
+    for name, target in AFTER_LOAD:
+        module, func_name = target.split(":")
+        steps.append((name, getattr(import_module(module), func_name)))
+    return steps
+
+
+def run_day(
+    settings: Settings, config: SourcesConfig, run_date: date, *, max_workers: int = 8
+) -> list[SourceSummary]:
+    """The whole daily pipeline in-process: collect, load, later steps, summary."""
+    engine = open_warehouse(settings)
+    collect_all(settings, config, run_date, engine=engine, max_workers=max_workers)
+    load_day(settings, config, run_date, engine=engine)
+    for _name, step in after_load_steps():
+        step(settings, config, run_date, engine=engine)
+    return summarize_day(settings, config, run_date, engine=engine)

@@ -1,0 +1,92 @@
+"""Settings from the environment (and, inside Airflow, from a connection).
+
+| variable | default | meaning |
+|---|---|---|
+| ENGAGE_HOME | ./var | data directory: warehouse file, raw landing, staging, reports |
+| ENGAGE_WAREHOUSE_URL | sqlite:///$ENGAGE_HOME/warehouse.db | SQLAlchemy URL of the warehouse |
+| ENGAGE_WAREHOUSE_CONN_ID | engage_warehouse | Airflow connection used when ENGAGE_WAREHOUSE_URL is unset |
+| ENGAGE_SOURCES | config/sources.yml | the sources file |
+| ENGAGE_HTTP_TIMEOUT | 10 | read timeout in seconds (connect timeout is 5) |
+| ENGAGE_HTTP_MAX_BYTES | 10000000 | largest response body accepted |
+| ENGAGE_USER_AGENT | engage/<version> (+https://github.com/engage-oss/engage) | User-Agent header |
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engage import __version__
+
+DEFAULT_USER_AGENT = f"engage/{__version__} (+https://github.com/engage-oss/engage)"
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    warehouse_url: str
+    sources_path: Path
+    http_timeout: float = 10.0
+    http_connect_timeout: float = 5.0
+    http_max_bytes: int = 10_000_000
+    user_agent: str = DEFAULT_USER_AGENT
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def staging_dir(self) -> Path:
+        return self.home / "staging"
+
+    @property
+    def raw_dir(self) -> Path:
+        return self.home / "raw"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.home / "reports"
+
+
+def _airflow_connection_uri(conn_id: str) -> str | None:
+    """The URI of an Airflow connection, when running inside an Airflow task."""
+    if not os.environ.get("AIRFLOW_CTX_DAG_ID") and not os.environ.get(
+        f"AIRFLOW_CONN_{conn_id.upper()}"
+    ):
+        return None
+    try:
+        from airflow.sdk import Connection
+
+        conn = Connection.get(conn_id)
+    except Exception:  # noqa: BLE001 - no such connection: fall back to the default
+        return None
+    uri = conn.get_uri()
+    # Airflow spells PostgreSQL "postgres://"; SQLAlchemy wants the driver.
+    if uri.startswith("postgres://") or uri.startswith("postgresql://"):
+        uri = "postgresql+psycopg://" + uri.split("://", 1)[1]
+    return uri
+
+
+def normalise_url(url: str) -> str:
+    """Use psycopg 3 for PostgreSQL URLs that name no driver."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    return url
+
+
+def load_settings(env: dict[str, str] | None = None) -> Settings:
+    env = dict(os.environ if env is None else env)
+    home = Path(env.get("ENGAGE_HOME", "var")).expanduser().resolve()
+    url = env.get("ENGAGE_WAREHOUSE_URL")
+    if not url:
+        url = _airflow_connection_uri(env.get("ENGAGE_WAREHOUSE_CONN_ID", "engage_warehouse"))
+    if not url:
+        url = f"sqlite:///{home / 'warehouse.db'}"
+    return Settings(
+        home=home,
+        warehouse_url=normalise_url(url),
+        sources_path=Path(env.get("ENGAGE_SOURCES", "config/sources.yml")).expanduser().resolve(),
+        http_timeout=float(env.get("ENGAGE_HTTP_TIMEOUT", "10")),
+        http_max_bytes=int(env.get("ENGAGE_HTTP_MAX_BYTES", "10000000")),
+        user_agent=env.get("ENGAGE_USER_AGENT", DEFAULT_USER_AGENT),
+    )

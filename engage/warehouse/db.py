@@ -1,0 +1,155 @@
+"""Engines, migrations and dialect-portable upserts for the warehouse."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Table, create_engine, event, inspect, select, tuple_
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+
+from engage.errors import WarehouseError
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+CHUNK = 500
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for the warehouse URL; creates the SQLite file's folder."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url)
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def alembic_config(connection: Connection):  # type: ignore[no-untyped-def]
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.attributes["connection"] = connection
+    return cfg
+
+
+def migrate(engine: Engine, revision: str = "head") -> str | None:
+    """Bring the warehouse to ``revision``; returns the revision it is at."""
+    from alembic import command
+    from alembic.runtime.migration import MigrationContext
+
+    try:
+        with engine.begin() as conn:
+            command.upgrade(alembic_config(conn), revision)
+        with engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+    except OperationalError as exc:
+        raise WarehouseError(f"cannot migrate the warehouse at {engine.url!r}: {exc.orig}") from exc
+
+
+def current_revision(engine: Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def head_revision() -> str | None:
+    from alembic.script import ScriptDirectory
+
+    with make_engine("sqlite://").connect() as conn:
+        return ScriptDirectory.from_config(alembic_config(conn)).get_current_head()
+
+
+def require_current(engine: Engine) -> None:
+    """Fail clearly when the warehouse is not migrated to the code's schema."""
+    try:
+        have = current_revision(engine)
+    except OperationalError as exc:
+        raise WarehouseError(f"cannot reach the warehouse at {engine.url!r}: {exc.orig}") from exc
+    want = head_revision()
+    if have != want:
+        raise WarehouseError(
+            f"the warehouse at {engine.url!r} is at schema revision {have!r}, "
+            f"the code needs {want!r}: run `engage init`"
+        )
+
+
+def table_names(engine: Engine) -> list[str]:
+    return sorted(inspect(engine).get_table_names())
+
+
+def chunks(rows: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(rows), size):
+        yield rows[start : start + size]
+
+
+def upsert(
+    conn: Connection,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    key: Sequence[str],
+    update: Iterable[str] | None = None,
+) -> int:
+    """Insert rows, or update the listed columns where the natural key exists.
+
+    Works on SQLite and PostgreSQL with ``INSERT ... ON CONFLICT``. With
+    ``update`` empty the existing row is kept as it is (do nothing).
+    Values are always bound parameters.
+    """
+    if not rows:
+        return 0
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        insert = postgresql.insert
+    elif dialect == "sqlite":
+        insert = sqlite.insert
+    else:  # pragma: no cover - only the two supported dialects
+        raise WarehouseError(f"upsert is not supported on {dialect}")
+    if update is None:
+        update = [c for c in rows[0] if c not in key]
+    update = list(update)
+    count = 0
+    for part in chunks(list(rows)):
+        stmt = insert(table).values(list(part))
+        if update:
+            stmt = stmt.on_conflict_do_update(
+                index_elements=list(key),
+                set_={c: stmt.excluded[c] for c in update},
+            )
+        else:
+            stmt = stmt.on_conflict_do_nothing(index_elements=list(key))
+        conn.execute(stmt)
+        count += len(part)
+    return count
+
+
+def lookup_ids(
+    conn: Connection,
+    table: Table,
+    id_column: str,
+    key: Sequence[str],
+    keys: Iterable[tuple[Any, ...]],
+) -> dict[tuple[Any, ...], int]:
+    """Map natural keys to surrogate ids, in chunks of bound parameters."""
+    wanted = list(dict.fromkeys(keys))
+    found: dict[tuple[Any, ...], int] = {}
+    cols = [table.c[k] for k in key]
+    for part in chunks(wanted):
+        stmt = select(table.c[id_column], *cols).where(tuple_(*cols).in_(list(part)))
+        for row in conn.execute(stmt):
+            found[tuple(row[1:])] = row[0]
+    return found

@@ -1,0 +1,241 @@
+"""Warehouse tables, as SQLAlchemy Core metadata.
+
+This module is the current truth of the schema. Alembic migrations under
+``engage/warehouse/migrations`` build it step by step, and a test checks that
+a freshly migrated database matches this metadata exactly.
+
+Conventions:
+- Every table has a surrogate integer key for joins *and* a natural key
+  declared as a unique constraint named ``uq_<table>_natural_key``: loads are
+  upserts on that natural key, so a rerun never duplicates a row.
+- Times are stored in UTC. PostgreSQL keeps the time zone; SQLite returns
+  naive datetimes, which are UTC by this convention.
+- ``*_date`` columns are the pipeline's logical date (the day of the run),
+  which is what a rerun of a day replaces.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    Column,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+ITEM_KINDS = ("post", "reply", "feed_item", "comment")
+RUN_STATUSES = ("running", "success", "not_modified", "failed", "skipped")
+SUBJECT_TYPES = ("item", "account")
+STAGE_LABELS = (
+    "awareness",
+    "consideration",
+    "evaluation",
+    "decision",
+    "adoption",
+    "off_topic",
+)
+
+
+def _tz() -> DateTime:
+    return DateTime(timezone=True)
+
+
+source = Table(
+    "source",
+    metadata,
+    Column("source_id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False),
+    Column("kind", String(40), nullable=False),
+    Column("url", Text, nullable=False),
+    Column("is_own", Boolean, nullable=False, default=False),
+    Column("created_at", _tz(), nullable=False),
+    Column("updated_at", _tz(), nullable=False),
+    # Conditional GET validators, written in the same transaction as the
+    # items they describe, so a failed load never leaves a stale ETag behind.
+    Column("etag", Text),
+    Column("last_modified", Text),
+    # Incremental collectors keep their cursor here (JSON text).
+    Column("watermark", Text),
+    Column("last_success_at", _tz()),
+    Column("last_error", Text),
+    Column("consecutive_failures", Integer, nullable=False, default=0),
+    Column("next_attempt_at", _tz()),
+    UniqueConstraint("name", name="uq_source_natural_key"),
+)
+
+collection_run = Table(
+    "collection_run",
+    metadata,
+    Column("run_id", Integer, primary_key=True, autoincrement=True),
+    Column("source_id", Integer, ForeignKey("source.source_id", ondelete="CASCADE"), nullable=False),
+    Column("run_date", Date, nullable=False),
+    Column("started_at", _tz(), nullable=False),
+    Column("finished_at", _tz()),
+    Column("status", String(20), nullable=False),
+    Column("http_status", Integer),
+    Column("items", Integer, nullable=False, default=0),
+    Column("observations", Integer, nullable=False, default=0),
+    Column("requests", Integer, nullable=False, default=0),
+    Column("error", Text),
+    Column("loaded_at", _tz()),
+    UniqueConstraint("source_id", "started_at", name="uq_collection_run_natural_key"),
+    CheckConstraint(
+        "status in ('running', 'success', 'not_modified', 'failed', 'skipped')",
+        name="status_domain",
+    ),
+    Index("ix_collection_run_date", "run_date", "source_id"),
+)
+
+author = Table(
+    "author",
+    metadata,
+    Column("author_id", Integer, primary_key=True, autoincrement=True),
+    Column("source_id", Integer, ForeignKey("source.source_id", ondelete="CASCADE"), nullable=False),
+    # The platform's own id for the person (user id, handle, or the byline
+    # text for feeds); unique within a source.
+    Column("external_id", String(500), nullable=False),
+    Column("handle", String(500)),
+    Column("display_name", Text),
+    Column("title", Text),
+    Column("bio", Text),
+    Column("profile_url", Text),
+    Column("email", String(320)),
+    Column("is_ours", Boolean, nullable=False, default=False),
+    Column("first_seen_at", _tz(), nullable=False),
+    Column("last_seen_at", _tz(), nullable=False),
+    UniqueConstraint("source_id", "external_id", name="uq_author_natural_key"),
+)
+
+content_item = Table(
+    "content_item",
+    metadata,
+    Column("item_id", Integer, primary_key=True, autoincrement=True),
+    Column("source_id", Integer, ForeignKey("source.source_id", ondelete="CASCADE"), nullable=False),
+    # Stable identity within the source: the platform id, the feed guid, or
+    # a hash of link and title for entries without one.
+    Column("external_id", String(500), nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("thread_external_id", String(500)),
+    Column("parent_external_id", String(500)),
+    Column("author_id", Integer, ForeignKey("author.author_id", ondelete="SET NULL")),
+    Column("title", Text),
+    Column("body_text", Text),
+    Column("url", Text),
+    Column("published_at", _tz()),
+    Column("first_collected_at", _tz(), nullable=False),
+    Column("last_collected_at", _tz(), nullable=False),
+    # The logical date on which the item was first collected.
+    Column("collected_date", Date, nullable=False),
+    # sha256 of title and text: changes when the item is edited, which is
+    # how the classifier finds what to (re)classify.
+    Column("content_hash", String(64), nullable=False),
+    Column("is_ours", Boolean, nullable=False, default=False),
+    UniqueConstraint("source_id", "external_id", name="uq_content_item_natural_key"),
+    CheckConstraint("kind in ('post', 'reply', 'feed_item', 'comment')", name="kind_domain"),
+    Index("ix_content_item_published", "source_id", "published_at"),
+    Index("ix_content_item_thread", "source_id", "thread_external_id"),
+    Index("ix_content_item_collected_date", "collected_date"),
+    Index("ix_content_item_author", "author_id"),
+)
+
+engagement_observation = Table(
+    "engagement_observation",
+    metadata,
+    Column("observation_id", Integer, primary_key=True, autoincrement=True),
+    Column("source_id", Integer, ForeignKey("source.source_id", ondelete="CASCADE"), nullable=False),
+    # 'item' (a content item's external id) or 'account' (an account or
+    # profile on the platform, e.g. our Mastodon account).
+    Column("subject_type", String(10), nullable=False),
+    Column("subject_external_id", String(500), nullable=False),
+    # comments, likes, reposts, replies, followers, following, posts, score...
+    Column("metric", String(40), nullable=False),
+    Column("value", Float, nullable=False),
+    Column("observed_at", _tz(), nullable=False),
+    Column("observed_date", Date, nullable=False),
+    UniqueConstraint(
+        "source_id",
+        "subject_type",
+        "subject_external_id",
+        "metric",
+        "observed_date",
+        name="uq_engagement_observation_natural_key",
+    ),
+    CheckConstraint("subject_type in ('item', 'account')", name="subject_type_domain"),
+    Index("ix_engagement_observation_date", "observed_date", "source_id"),
+)
+
+# --- Buying-journey classification -------------------------------------
+
+model_version = Table(
+    "model_version",
+    metadata,
+    Column("model_version_id", Integer, primary_key=True, autoincrement=True),
+    Column("version", String(64), nullable=False),
+    Column("created_at", _tz(), nullable=False),
+    Column("artifact_path", Text, nullable=False),
+    Column("training_data_sha256", String(64), nullable=False),
+    Column("test_macro_f1", Float),
+    Column("test_accuracy", Float),
+    Column("baseline_macro_f1", Float),
+    Column("metrics_json", Text),
+    Column("promoted_at", _tz()),
+    Column("is_current", Boolean, nullable=False, default=False),
+    UniqueConstraint("version", name="uq_model_version_natural_key"),
+)
+
+stage_prediction = Table(
+    "stage_prediction",
+    metadata,
+    Column("prediction_id", Integer, primary_key=True, autoincrement=True),
+    Column("item_id", Integer, ForeignKey("content_item.item_id", ondelete="CASCADE"), nullable=False),
+    # The stored label: the model's label, or 'uncertain' below the
+    # configured confidence threshold.
+    Column("label", String(20), nullable=False),
+    Column("model_label", String(20), nullable=False),
+    Column("confidence", Float, nullable=False),
+    Column("model_version", String(64), nullable=False),
+    # content_hash of the item when it was classified.
+    Column("content_hash", String(64), nullable=False),
+    Column("predicted_at", _tz(), nullable=False),
+    UniqueConstraint("item_id", name="uq_stage_prediction_natural_key"),
+    Index("ix_stage_prediction_version", "model_version"),
+)
+
+label_feedback = Table(
+    "label_feedback",
+    metadata,
+    Column("feedback_id", Integer, primary_key=True, autoincrement=True),
+    # Either an item in the warehouse, or free text (external_ref names it).
+    Column("item_id", Integer, ForeignKey("content_item.item_id", ondelete="CASCADE")),
+    Column("text_sha256", String(64), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("label", String(20), nullable=False),
+    Column("analyst", String(200)),
+    Column("note", Text),
+    Column("created_at", _tz(), nullable=False),
+    UniqueConstraint("text_sha256", name="uq_label_feedback_natural_key"),
+    CheckConstraint(
+        "label in ('awareness', 'consideration', 'evaluation', 'decision', 'adoption', 'off_topic')",
+        name="label_domain",
+    ),
+)
