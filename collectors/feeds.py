@@ -17,6 +17,7 @@ import hashlib
 import io
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urljoin
 
 import feedparser
 from bs4 import BeautifulSoup, MarkupResemblesLocatorWarning
@@ -142,9 +143,10 @@ def _author(entry: Any) -> AuthorRecord | None:
 
 def parse_feed(body: bytes, headers: dict[str, str], *, url: str) -> CollectResult:
     """Records from one feed document."""
-    lowered = {k.lower(): v for k, v in headers.items()}
-    # Relative links in the feed resolve against the URL it came from.
-    lowered.setdefault("content-location", url)
+    # No content-location: feedparser would resolve relative guids against
+    # the feed URL, and an id must not change when the feed moves. Links are
+    # resolved below instead.
+    lowered = {k.lower(): v for k, v in headers.items() if k.lower() != "content-location"}
     # Without a content type feedparser assumes Latin-1; as XML it reads the
     # declaration, a BOM, or detects the charset (chardet) instead.
     lowered.setdefault("content-type", "application/xml")
@@ -175,7 +177,7 @@ def parse_feed(body: bytes, headers: dict[str, str], *, url: str) -> CollectResu
                 kind="feed_item",
                 title=clip(html_to_text(entry.get("title")), MAX_TITLE),
                 text=clip(html_to_text(html), MAX_TEXT),
-                url=clip(entry.get("link"), 2_000),
+                url=clip(urljoin(url, entry["link"]), 2_000) if entry.get("link") else None,
                 published_at=_when(entry),
                 author_external_id=author.external_id if author else None,
                 thread_external_id=external_id,

@@ -230,4 +230,4 @@ def _reason(resp: HttpResponse) -> str:
         403: "forbidden (403)",
         404: "not found (404)",
         410: "gone (410)",
-    }.get(resp.status, f"unexpected status {resp.status}")
+    }.get(resp.status, f"unexpected HTTP status {resp.status}")

@@ -18,8 +18,7 @@ class FetchError(EngageError):
         self.url = url
         self.reason = reason
         self.status = status
-        where = f"HTTP {status} " if status is not None else ""
-        super().__init__(f"{where}{reason} ({url})")
+        super().__init__(f"{reason} ({url})")
 
 
 class ResponseTooLarge(FetchError):

@@ -1,0 +1,135 @@
+"""The shared HTTP module against a real loopback server."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
+
+from collectors.http import HttpClient
+from engage.errors import FetchError, ParseError, ResponseTooLarge
+
+
+def fast_client(**kw: object) -> HttpClient:
+    defaults: dict[str, object] = {"retries": 2, "backoff_factor": 0.0, "read_timeout": 2.0, "max_retry_after": 1.0}
+    defaults.update(kw)
+    return HttpClient(**defaults)  # type: ignore[arg-type]
+
+
+def test_200_returns_body_headers_and_sends_user_agent(httpserver: HTTPServer) -> None:
+    httpserver.expect_request("/feed", headers={"User-Agent": "engage-test/1"}).respond_with_data(
+        "<rss/>", headers={"ETag": '"v1"'}
+    )
+    resp = fast_client(user_agent="engage-test/1").get(httpserver.url_for("/feed"))
+    assert resp.status == 200
+    assert resp.body == b"<rss/>"
+    assert resp.headers["etag"] == '"v1"'
+
+
+def test_conditional_get_sends_validators_and_accepts_304(httpserver: HTTPServer) -> None:
+    httpserver.expect_request(
+        "/feed", headers={"If-None-Match": '"v1"', "If-Modified-Since": "Fri, 20 Nov 2026 00:00:00 GMT"}
+    ).respond_with_data("", status=304)
+    resp = fast_client().get(
+        httpserver.url_for("/feed"), etag='"v1"', last_modified="Fri, 20 Nov 2026 00:00:00 GMT"
+    )
+    assert resp.not_modified
+
+
+@pytest.mark.parametrize(("status", "words"), [(404, "not found"), (410, "gone"), (401, "unauthorised"), (403, "forbidden")])
+def test_client_errors_fail_at_once_with_the_status(httpserver: HTTPServer, status: int, words: str) -> None:
+    httpserver.expect_request("/x").respond_with_data("no", status=status)
+    with pytest.raises(FetchError, match=words) as info:
+        fast_client().get(httpserver.url_for("/x"))
+    assert info.value.status == status
+    assert len(httpserver.log) == 1  # not retried
+
+
+def test_429_with_retry_after_is_waited_for_then_retried(httpserver: HTTPServer) -> None:
+    stamps: list[float] = []
+
+    def handler(request: Request) -> Response:
+        stamps.append(time.monotonic())
+        if len(stamps) == 1:
+            return Response("slow down", status=429, headers={"Retry-After": "1"})
+        return Response("ok")
+
+    httpserver.expect_request("/x").respond_with_handler(handler)
+    resp = fast_client().get(httpserver.url_for("/x"))
+    assert resp.body == b"ok"
+    assert resp.attempts == 2
+    assert stamps[1] - stamps[0] >= 0.9  # the server's Retry-After was honoured
+
+
+def test_retry_after_is_capped(httpserver: HTTPServer) -> None:
+    calls: list[float] = []
+
+    def handler(request: Request) -> Response:
+        calls.append(time.monotonic())
+        if len(calls) == 1:
+            return Response("later", status=429, headers={"Retry-After": "3600"})
+        return Response("ok")
+
+    httpserver.expect_request("/x").respond_with_handler(handler)
+    started = time.monotonic()
+    assert fast_client(max_retry_after=0.2).get(httpserver.url_for("/x")).body == b"ok"
+    assert time.monotonic() - started < 30  # not an hour
+
+
+def test_500_then_success_is_retried(httpserver: HTTPServer) -> None:
+    httpserver.expect_ordered_request("/x").respond_with_data("boom", status=500)
+    httpserver.expect_ordered_request("/x").respond_with_data("fine")
+    assert fast_client().get(httpserver.url_for("/x")).body == b"fine"
+
+
+def test_persistent_5xx_gives_up_with_the_status(httpserver: HTTPServer) -> None:
+    httpserver.expect_request("/x").respond_with_data("boom", status=503)
+    with pytest.raises(FetchError, match="503") as info:
+        fast_client(retries=2).get(httpserver.url_for("/x"))
+    assert info.value.status == 503
+    assert len(httpserver.log) == 3  # one try and two retries
+
+
+def test_slow_server_past_the_timeout_fails(httpserver: HTTPServer) -> None:
+    def slow(request: Request) -> Response:
+        time.sleep(1.5)
+        return Response("late")
+
+    httpserver.expect_request("/slow").respond_with_handler(slow)
+    with pytest.raises(FetchError, match="timed out|failed"):
+        fast_client(read_timeout=0.3, retries=1).get(httpserver.url_for("/slow"))
+
+
+def test_oversized_body_is_refused(httpserver: HTTPServer) -> None:
+    httpserver.expect_request("/big").respond_with_data(b"x" * 200_000)
+    with pytest.raises(ResponseTooLarge, match="cap"):
+        fast_client(max_bytes=50_000).get(httpserver.url_for("/big"))
+
+
+def test_oversized_chunked_body_without_length_is_refused(httpserver: HTTPServer) -> None:
+    def stream(request: Request) -> Response:
+        def chunks():  # type: ignore[no-untyped-def]
+            for _ in range(100):
+                yield b"y" * 10_000
+
+        return Response(chunks(), direct_passthrough=True)
+
+    httpserver.expect_request("/stream").respond_with_handler(stream)
+    with pytest.raises(ResponseTooLarge):
+        fast_client(max_bytes=100_000).get(httpserver.url_for("/stream"))
+
+
+def test_html_error_page_served_as_json_is_a_parse_error(httpserver: HTTPServer) -> None:
+    httpserver.expect_request("/api").respond_with_data(
+        "<!DOCTYPE html><html><body>Too many requests</body></html>", content_type="application/json"
+    )
+    resp = fast_client().get(httpserver.url_for("/api"))
+    with pytest.raises(ParseError, match="HTML page"):
+        resp.json()
+
+
+def test_connection_refused_is_a_fetch_error() -> None:
+    with pytest.raises(FetchError, match="connection failed|retries"):
+        fast_client(retries=0).get("http://127.0.0.1:9/nothing")

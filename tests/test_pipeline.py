@@ -1,0 +1,121 @@
+"""The daily pipeline end to end over loopback HTTP, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from pytest_httpserver import HTTPServer
+from sqlalchemy import Engine, func, select
+
+from engage import pipeline
+from engage.config import load_sources
+from engage.warehouse.schema import author, collection_run, content_item, engagement_observation, source
+
+DAY = date(2026, 11, 20)
+
+FEED = """<?xml version="1.0" encoding="utf-8"?>
+<rss version="2.0" xmlns:slash="http://purl.org/rss/1.0/modules/slash/" xmlns:dc="http://purl.org/dc/elements/1.1/">
+<channel><title>Vendor</title>
+<item><guid>p1</guid><title>How to choose a CRM</title><link>http://v/1</link><dc:creator>Ann</dc:creator>
+<pubDate>Thu, 19 Nov 2026 10:00:00 GMT</pubDate><description>A checklist</description><slash:comments>{c1}</slash:comments></item>
+<item><guid>p2</guid><title>Pipeline keeps slipping?</title><link>http://v/2</link><dc:creator>Bob</dc:creator>
+<pubDate>Fri, 20 Nov 2026 10:00:00 GMT</pubDate><description>Signs</description><slash:comments>3</slash:comments></item>
+</channel></rss>"""
+
+
+def _setup(httpserver: HTTPServer, write_sources, settings_for, warehouse_url: str, extra: str = ""):  # type: ignore[no-untyped-def]
+    path = write_sources(
+        f"""
+team: {{domains: [vendor.example]}}
+sources:
+  - {{name: vendor, kind: rss, url: "{httpserver.url_for('/vendor.xml')}", own: true}}
+  - {{name: broken, kind: rss, url: "{httpserver.url_for('/missing.xml')}"}}
+{extra}"""
+    )
+    return settings_for(warehouse_url, sources=path), load_sources(path)
+
+
+def _counts(engine: Engine) -> tuple[int, int, int]:
+    with engine.connect() as conn:
+        return (
+            conn.execute(select(func.count()).select_from(content_item)).scalar_one(),
+            conn.execute(select(func.count()).select_from(engagement_observation)).scalar_one(),
+            conn.execute(select(func.count()).select_from(author)).scalar_one(),
+        )
+
+
+def test_run_day_loads_records_a_failure_and_reruns_idempotently(
+    engine: Engine, warehouse_url: str, httpserver: HTTPServer, write_sources, settings_for  # type: ignore[no-untyped-def]
+) -> None:
+    httpserver.expect_request("/vendor.xml").respond_with_data(FEED.replace("{c1}", "5"), content_type="application/rss+xml")
+    httpserver.expect_request("/missing.xml").respond_with_data("gone", status=404)
+    settings, config = _setup(httpserver, write_sources, settings_for, warehouse_url)
+
+    summary = pipeline.run_day(settings, config, DAY)
+    by_name = {s.source: s for s in summary}
+    assert by_name["vendor"].status == "success" and by_name["vendor"].items_collected == 2
+    assert by_name["broken"].status == "failed" and "404" in (by_name["broken"].error or "")
+    assert [s.source for s in pipeline.failed_sources(summary)] == ["broken"]
+    assert _counts(engine) == (2, 2, 2)
+    with engine.connect() as conn:
+        assert conn.execute(select(func.bool_and(content_item.c.is_ours)) if engine.dialect.name == "postgresql"
+                            else select(func.min(content_item.c.is_ours))).scalar_one()
+        failures, last_error, next_attempt = conn.execute(
+            select(source.c.consecutive_failures, source.c.last_error, source.c.next_attempt_at).where(source.c.name == "broken")
+        ).one()
+    assert failures == 1 and "not found" in last_error and next_attempt is not None
+
+    # The same day again, with a changed comment count: replaced, not appended.
+    httpserver.clear()
+    httpserver.expect_request("/vendor.xml").respond_with_data(FEED.replace("{c1}", "9"), content_type="application/rss+xml")
+    httpserver.expect_request("/missing.xml").respond_with_data("gone", status=404)
+    pipeline.run_day(settings, config, DAY)
+    assert _counts(engine) == (2, 2, 2)
+    with engine.connect() as conn:
+        value = conn.execute(
+            select(engagement_observation.c.value).where(engagement_observation.c.subject_external_id == "p1")
+        ).scalar_one()
+        runs = conn.execute(select(func.count()).select_from(collection_run)).scalar_one()
+    assert value == 9
+    assert runs == 4  # every attempt is kept in the log
+
+
+def test_conditional_get_state_is_stored_and_used(
+    engine: Engine, warehouse_url: str, httpserver: HTTPServer, write_sources, settings_for  # type: ignore[no-untyped-def]
+) -> None:
+    body = FEED.replace("{c1}", "1")
+    httpserver.expect_ordered_request("/vendor.xml").respond_with_data(
+        body, headers={"ETag": '"e1"', "Last-Modified": "Fri, 20 Nov 2026 00:00:00 GMT"}
+    )
+    httpserver.expect_ordered_request("/vendor.xml", headers={"If-None-Match": '"e1"'}).respond_with_data("", status=304)
+    httpserver.expect_ordered_request("/vendor.xml", headers={"If-None-Match": '"e1"'}).respond_with_data(
+        body, headers={"ETag": '"e2"'}
+    )
+    settings, config = _setup(httpserver, write_sources, settings_for, warehouse_url)
+    config = config.__class__(path=config.path, sources=config.sources[:1], team=config.team)
+
+    def state() -> tuple[str | None, str | None]:
+        with engine.connect() as conn:
+            return conn.execute(select(source.c.etag, source.c.last_modified).where(source.c.name == "vendor")).one()
+
+    assert pipeline.run_day(settings, config, DAY)[0].status == "success"
+    assert state() == ('"e1"', "Fri, 20 Nov 2026 00:00:00 GMT")
+    assert pipeline.run_day(settings, config, date(2026, 11, 21))[0].status == "not_modified"
+    assert state() == ('"e1"', "Fri, 20 Nov 2026 00:00:00 GMT")  # kept on 304
+    assert _counts(engine)[0] == 2
+    pipeline.run_day(settings, config, date(2026, 11, 22))
+    assert state() == ('"e2"', None)  # replaced on 200: no Last-Modified any more
+
+
+def test_failed_load_does_not_store_the_new_etag(
+    sqlite_engine: Engine, tmp_path, httpserver: HTTPServer, write_sources, settings_for  # type: ignore[no-untyped-def]
+) -> None:
+    """Validators are written with the items: if the load never happens, the next run refetches."""
+    httpserver.expect_request("/vendor.xml").respond_with_data(FEED.replace("{c1}", "1"), headers={"ETag": '"e1"'})
+    settings, config = _setup(httpserver, write_sources, settings_for, str(sqlite_engine.url))
+    pipeline.collect_source(settings, config, "vendor", DAY, engine=sqlite_engine)
+    with sqlite_engine.connect() as conn:
+        assert conn.execute(select(source.c.etag).where(source.c.name == "vendor")).scalar_one() is None
+    pipeline.load_day(settings, config, DAY, engine=sqlite_engine)
+    with sqlite_engine.connect() as conn:
+        assert conn.execute(select(source.c.etag).where(source.c.name == "vendor")).scalar_one() == '"e1"'
