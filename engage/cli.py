@@ -214,5 +214,12 @@ def demo_server(port: int) -> None:
     serve_forever(port, echo=click.echo)
 
 
+# Command groups of other areas live in their own modules.
+from engage.cli_model import label as _label_group  # noqa: E402
+from engage.cli_model import model as _model_group  # noqa: E402
+
+main.add_command(_model_group)
+main.add_command(_label_group)
+
 if __name__ == "__main__":  # pragma: no cover
     main()
