@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export ENGAGE_HOME ?= $(CURDIR)/var
 
-.PHONY: demo test install lint bench clean
+.PHONY: demo test install lint bench clean standalone
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,15 @@ demo: $(BIN)/.installed
 test: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q
+
+# The Airflow UI and scheduler on SQLite metadata under var/airflow
+# (http://localhost:8080; the admin password is printed and kept in
+# var/airflow/simple_auth_manager_passwords.json.generated).
+standalone: $(BIN)/.installed
+	mkdir -p $(ENGAGE_HOME)/airflow
+	PATH=$(CURDIR)/$(BIN):$$PATH AIRFLOW_HOME=$(ENGAGE_HOME)/airflow \
+	AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags AIRFLOW__CORE__LOAD_EXAMPLES=False \
+	$(BIN)/airflow standalone
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
