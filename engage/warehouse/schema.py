@@ -155,6 +155,7 @@ content_item = Table(
     Index("ix_content_item_published", "source_id", "published_at"),
     Index("ix_content_item_thread", "source_id", "thread_external_id"),
     Index("ix_content_item_collected_date", "collected_date"),
+    Index("ix_content_item_published_at", "published_at"),
     Index("ix_content_item_author", "author_id"),
 )
 
@@ -238,4 +239,171 @@ label_feedback = Table(
         "label in ('awareness', 'consideration', 'evaluation', 'decision', 'adoption', 'off_topic')",
         name="label_domain",
     ),
+)
+
+# --- Prospects, accounts, referrals (CRM side) ----------------------------
+
+account = Table(
+    "account",
+    metadata,
+    Column("account_id", Integer, primary_key=True, autoincrement=True),
+    # The CRM's id (Salesforce Account Id, HubSpot Company ID), or the
+    # domain when the export has no id.
+    Column("crm_id", String(200), nullable=False),
+    Column("name", Text, nullable=False),
+    Column("domain", String(253)),
+    Column("owner", String(200)),
+    Column("industry", String(200)),
+    Column("is_target", Boolean, nullable=False, default=True),
+    Column("updated_at", _tz(), nullable=False),
+    UniqueConstraint("crm_id", name="uq_account_natural_key"),
+    Index("ix_account_domain", "domain"),
+)
+
+prospect = Table(
+    "prospect",
+    metadata,
+    Column("prospect_id", Integer, primary_key=True, autoincrement=True),
+    Column("crm_id", String(200), nullable=False),
+    Column("account_id", Integer, ForeignKey("account.account_id", ondelete="SET NULL")),
+    Column("full_name", Text),
+    Column("email", String(320)),
+    Column("title", Text),
+    Column("owner", String(200)),
+    # Profile URLs and handles, normalised (lower case, no scheme or "@").
+    Column("linkedin_url", Text),
+    Column("twitter_handle", String(200)),
+    Column("other_handles", Text),
+    Column("is_decision_maker", Boolean, nullable=False, default=False),
+    Column("decision_maker_rule", String(100)),
+    Column("updated_at", _tz(), nullable=False),
+    UniqueConstraint("crm_id", name="uq_prospect_natural_key"),
+    Index("ix_prospect_email", "email"),
+    Index("ix_prospect_account", "account_id"),
+)
+
+author_match = Table(
+    "author_match",
+    metadata,
+    Column("author_id", Integer, ForeignKey("author.author_id", ondelete="CASCADE"), nullable=False),
+    # NULL prospect with method 'override_none': a confirmed non-match.
+    Column("prospect_id", Integer, ForeignKey("prospect.prospect_id", ondelete="CASCADE")),
+    Column("account_id", Integer, ForeignKey("account.account_id", ondelete="CASCADE")),
+    # email | profile_url | handle | name_and_domain | email_domain | override | override_none
+    Column("method", String(30), nullable=False),
+    Column("confidence", Float, nullable=False),
+    Column("matched_at", _tz(), nullable=False),
+    UniqueConstraint("author_id", name="uq_author_match_natural_key"),
+    Index("ix_author_match_account", "account_id"),
+)
+
+match_override = Table(
+    "match_override",
+    metadata,
+    Column("override_id", Integer, primary_key=True, autoincrement=True),
+    Column("source_name", String(200), nullable=False),
+    Column("author_external_id", String(500), nullable=False),
+    # The prospect's CRM id, or NULL for "this author is nobody we know".
+    Column("prospect_crm_id", String(200)),
+    Column("note", Text),
+    Column("created_at", _tz(), nullable=False),
+    UniqueConstraint("source_name", "author_external_id", name="uq_match_override_natural_key"),
+)
+
+referral = Table(
+    "referral",
+    metadata,
+    Column("referral_id", Integer, primary_key=True, autoincrement=True),
+    Column("referral_date", Date, nullable=False),
+    # sha256 of the normalised referrer, landing URL and UTM parameters.
+    Column("referral_key", String(64), nullable=False),
+    Column("referrer_url", Text),
+    Column("referrer_host", String(253)),
+    Column("landing_url", Text, nullable=False),
+    Column("landing_path", Text),
+    Column("utm_source", String(200)),
+    Column("utm_medium", String(200)),
+    Column("utm_campaign", String(200)),
+    Column("utm_term", String(200)),
+    Column("utm_content", String(200)),
+    Column("sessions", Integer, nullable=False, default=1),
+    # Attribution: the content item the visit came from (a post that linked
+    # to us) and/or the item it landed on (our own published content).
+    Column("referring_item_id", Integer, ForeignKey("content_item.item_id", ondelete="SET NULL")),
+    Column("landing_item_id", Integer, ForeignKey("content_item.item_id", ondelete="SET NULL")),
+    Column("source_id", Integer, ForeignKey("source.source_id", ondelete="SET NULL")),
+    Column("imported_from", Text),
+    UniqueConstraint("referral_date", "referral_key", name="uq_referral_natural_key"),
+    Index("ix_referral_date", "referral_date"),
+)
+
+# --- Facts, rebuilt one day at a time -------------------------------------
+
+fct_source_daily = Table(
+    "fct_source_daily",
+    metadata,
+    Column("fact_date", Date, nullable=False),
+    Column("source_id", Integer, ForeignKey("source.source_id", ondelete="CASCADE"), nullable=False),
+    Column("items_published", Integer, nullable=False),
+    Column("our_items_published", Integer, nullable=False),
+    Column("threads_started_by_us", Integer, nullable=False),
+    Column("threads_started_by_others", Integer, nullable=False),
+    Column("replies", Integer, nullable=False),
+    Column("our_replies", Integer, nullable=False),
+    # Sums of the latest observation of the day per item (comments, likes...).
+    Column("comments", Float, nullable=False),
+    Column("likes", Float, nullable=False),
+    Column("reposts", Float, nullable=False),
+    Column("followers", Float),
+    Column("followers_change", Float),
+    Column("referrals", Integer, nullable=False),
+    Column("decision_makers_active", Integer, nullable=False),
+    Column("prospects_active", Integer, nullable=False),
+    # Threads whose first reply by us came this day, and how long it took.
+    Column("threads_answered", Integer, nullable=False),
+    # Our replies in threads where we had already replied before.
+    Column("our_follow_ups", Integer, nullable=False),
+    Column("median_response_minutes", Float),
+    Column("built_at", _tz(), nullable=False),
+    UniqueConstraint("fact_date", "source_id", name="uq_fct_source_daily_natural_key"),
+)
+
+fct_account_daily = Table(
+    "fct_account_daily",
+    metadata,
+    Column("fact_date", Date, nullable=False),
+    Column("account_id", Integer, ForeignKey("account.account_id", ondelete="CASCADE"), nullable=False),
+    Column("items", Integer, nullable=False),
+    Column("people_active", Integer, nullable=False),
+    Column("decision_makers_active", Integer, nullable=False),
+    Column("replies_to_us", Integer, nullable=False),
+    # The most advanced stage shown by the account's people's items that day.
+    Column("stage", String(20)),
+    Column("stage_rank", Integer),
+    Column("built_at", _tz(), nullable=False),
+    UniqueConstraint("fact_date", "account_id", name="uq_fct_account_daily_natural_key"),
+)
+
+fct_item_engagement = Table(
+    "fct_item_engagement",
+    metadata,
+    Column("fact_date", Date, nullable=False),
+    Column("item_id", Integer, ForeignKey("content_item.item_id", ondelete="CASCADE"), nullable=False),
+    Column("source_id", Integer, ForeignKey("source.source_id", ondelete="CASCADE"), nullable=False),
+    Column("hours_since_published", Float),
+    Column("engagement", Float, nullable=False),
+    # Change since the item's previous observation (its first: the total).
+    Column("engagement_change", Float, nullable=False),
+    Column("built_at", _tz(), nullable=False),
+    UniqueConstraint("fact_date", "item_id", name="uq_fct_item_engagement_natural_key"),
+)
+
+account_stage_history = Table(
+    "account_stage_history",
+    metadata,
+    Column("account_id", Integer, ForeignKey("account.account_id", ondelete="CASCADE"), nullable=False),
+    Column("stage", String(20), nullable=False),
+    Column("entered_date", Date, nullable=False),
+    Column("previous_stage", String(20)),
+    UniqueConstraint("account_id", "entered_date", name="uq_account_stage_history_natural_key"),
 )
