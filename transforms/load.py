@@ -16,6 +16,7 @@ from collectors.records import CollectResult
 from engage.config import TeamConfig
 from engage.warehouse.db import lookup_ids, upsert
 from engage.warehouse.schema import author, content_item, engagement_observation, source
+from transforms.decision_makers import is_decision_maker
 
 
 @dataclass
@@ -76,6 +77,7 @@ def load_result(
                 "profile_url": a.profile_url,
                 "email": a.email,
                 "is_ours": mine,
+                "is_decision_maker": is_decision_maker(a.title, a.bio)[0],
                 "first_seen_at": collected_at,
                 "last_seen_at": collected_at,
             }
@@ -85,7 +87,7 @@ def load_result(
         author,
         author_rows,
         key=["source_id", "external_id"],
-        update=["handle", "display_name", "title", "bio", "profile_url", "email", "is_ours", "last_seen_at"],
+        update=["handle", "display_name", "title", "bio", "profile_url", "email", "is_ours", "is_decision_maker", "last_seen_at"],
     )
     author_ids = lookup_ids(
         conn,

@@ -54,6 +54,10 @@ def migrate(engine: Engine, revision: str = "head") -> str | None:
     try:
         with engine.begin() as conn:
             command.upgrade(alembic_config(conn), revision)
+            if revision == "head":
+                from transforms.views import create_views
+
+                create_views(conn)
         with engine.connect() as conn:
             return MigrationContext.configure(conn).get_current_revision()
     except OperationalError as exc:

@@ -31,6 +31,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 NAMING_CONVENTION = {
@@ -121,6 +122,8 @@ author = Table(
     Column("profile_url", Text),
     Column("email", String(320)),
     Column("is_ours", Boolean, nullable=False, default=False),
+    # By the title or bio shown on the platform (transforms.decision_makers).
+    Column("is_decision_maker", Boolean, nullable=False, default=False, server_default=false()),
     Column("first_seen_at", _tz(), nullable=False),
     Column("last_seen_at", _tz(), nullable=False),
     UniqueConstraint("source_id", "external_id", name="uq_author_natural_key"),
