@@ -11,6 +11,8 @@ the day.
   and the other sources go on.
 - **load** (runs when every collect has finished, failed or not) loads what
   was staged, one transaction per source; rerunning a day replaces it.
+- **build_facts** matches new authors to prospects and rebuilds the day's
+  facts (`fct_*` tables, account stage history) in one transaction.
 - **summary** prints the counts per source and fails the run, after
   everything else is done, if any source failed.
 
@@ -26,7 +28,7 @@ from datetime import timedelta
 from typing import Any
 
 import pendulum
-from airflow.sdk import CronDataIntervalTimetable, TriggerRule, dag, task
+from airflow.sdk import CronDataIntervalTimetable, TriggerRule, chain, dag, task
 
 # Read from the environment only (no I/O): lets tests and the demo run
 # without waiting minutes between retries.
@@ -105,11 +107,21 @@ def engagement_daily() -> None:
             )
         return [asdict(r) for r in rows]
 
+    @task
+    def build_facts(data_interval_start: Any = None) -> dict[str, int]:
+        from engage import pipeline
+        from transforms.facts import build_facts_day
+
+        settings, config, run_date = _context_objects(data_interval_start)
+        counts = build_facts_day(settings, config, run_date, engine=pipeline.open_warehouse(settings))
+        return {"sources": counts.sources, "accounts": counts.accounts, "stage_changes": counts.stage_changes}
+
     names = list_sources()
     collected = collect.expand(source_name=names)
-    loaded = load()
-    collected >> loaded
-    loaded >> summary()
+    # The steps after the load, in the order of engage.pipeline.AFTER_LOAD.
+    after_load = [load(), build_facts()]
+    collected >> after_load[0]
+    chain(*after_load, summary())
 
 
 dag = engagement_daily()

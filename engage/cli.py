@@ -217,9 +217,17 @@ def demo_server(port: int) -> None:
 # Command groups of other areas live in their own modules.
 from engage.cli_model import label as _label_group  # noqa: E402
 from engage.cli_model import model as _model_group  # noqa: E402
+from engage.cli_people import crm as _crm_group  # noqa: E402
+from engage.cli_people import facts as _facts_group  # noqa: E402
+from engage.cli_people import match as _match_group  # noqa: E402
+from engage.cli_people import referrals as _referrals_group  # noqa: E402
 
 main.add_command(_model_group)
 main.add_command(_label_group)
+main.add_command(_crm_group)
+main.add_command(_referrals_group)
+main.add_command(_match_group)
+main.add_command(_facts_group)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

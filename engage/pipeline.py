@@ -384,7 +384,9 @@ def previous_day(day: date) -> date:
 # Steps after the load, in the order the DAG runs them. Each is
 # ``step(settings, config, run_date, engine=...)``; ``engage run`` calls
 # them in this order and the DAG has one task per step.
-AFTER_LOAD: list[tuple[str, str]] = []
+AFTER_LOAD: list[tuple[str, str]] = [
+    ("build_facts", "transforms.facts:build_facts_day"),
+]
 
 
 def after_load_steps() -> list[tuple[str, Callable[..., Any]]]:
