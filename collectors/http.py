@@ -11,7 +11,9 @@ to read the answer:
   an hour) -- this is urllib3's ``Retry``, not a loop of our own;
 - conditional GET: pass the stored ETag and Last-Modified and get 304 back;
 - a clear User-Agent;
-- an optional hook that receives every final response (the raw landing).
+- an optional hook that receives every final response (the raw landing);
+- an optional request policy (``collectors.politeness``): robots.txt, and
+  per-host rate and concurrency limits shared by every client of a run.
 
 Any other 4xx, and a 429/5xx that is still failing after the retries, raise
 ``FetchError`` with the status and URL.
@@ -22,9 +24,10 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -46,6 +49,10 @@ class HttpResponse:
     fetched_at: datetime
     elapsed: float
     attempts: int = 1
+    # What was asked: the URL as the collector gave it, with ``params``
+    # encoded (``url`` above is where the answer came from, after redirects).
+    request_url: str | None = None
+    params: dict[str, Any] | None = None
 
     @property
     def not_modified(self) -> bool:
@@ -81,6 +88,22 @@ class _CappedRetry(Retry):
         return new
 
 
+class RequestPolicy(Protocol):
+    """Decides whether and when a request may go out (see ``collectors.politeness``)."""
+
+    def slot(self, url: str) -> AbstractContextManager[object]:
+        """Block until ``url`` may be fetched and hold the host's slot while it is;
+        raise a FetchError (e.g. disallowed by robots.txt) when it may not."""
+        ...
+
+
+def full_url(url: str, params: Mapping[str, Any] | None = None) -> str:
+    """The URL with ``params`` encoded the way requests sends them."""
+    if not params:
+        return url
+    return requests.Request("GET", url, params=params).prepare().url or url
+
+
 @dataclass
 class HttpClient:
     """A requests session with the project's request policy.
@@ -100,6 +123,7 @@ class HttpClient:
     deadline: float = 120.0
     on_response: Callable[[HttpResponse], None] | None = None
     before_request: Callable[[str], None] | None = None
+    policy: RequestPolicy | None = None
     session: requests.Session = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -150,8 +174,24 @@ class HttpClient:
             send["If-None-Match"] = etag
         if last_modified:
             send["If-Modified-Since"] = last_modified
+        target = full_url(url, params)
         if self.before_request is not None:
-            self.before_request(url)
+            self.before_request(target)
+        with self.policy.slot(target) if self.policy is not None else nullcontext():
+            result = self._exchange(url, params, send)
+        result.request_url = target
+        result.params = dict(params) if params else None
+        if self.on_response is not None:
+            self.on_response(result)
+        if result.status not in ok_statuses:
+            reason = _reason(result)
+            raise FetchError(url, reason, status=result.status)
+        return result
+
+    def _exchange(
+        self, url: str, params: Mapping[str, Any] | None, send: Mapping[str, str]
+    ) -> HttpResponse:
+        """One request over the network (with urllib3's retries) and its capped body."""
         started = time.monotonic()
         try:
             resp = self.session.get(
@@ -175,7 +215,7 @@ class HttpClient:
         finally:
             resp.close()
         history = getattr(getattr(resp.raw, "retries", None), "history", ()) or ()
-        result = HttpResponse(
+        return HttpResponse(
             url=resp.url,
             status=resp.status_code,
             headers=CaseInsensitiveDict(resp.headers),
@@ -184,12 +224,6 @@ class HttpClient:
             elapsed=time.monotonic() - started,
             attempts=1 + len(history),
         )
-        if self.on_response is not None:
-            self.on_response(result)
-        if result.status not in ok_statuses:
-            reason = _reason(result)
-            raise FetchError(url, reason, status=result.status)
-        return result
 
     def _read_capped(self, resp: requests.Response, url: str, started: float) -> bytes:
         declared = resp.headers.get("Content-Length")

@@ -13,6 +13,9 @@ sources:
     own: true               # published by our team (default false)
     enabled: true           # default true
     # any other key is an option of that kind's collector
+hosts:                      # optional: politeness per host (collectors.politeness)
+  "forum.example.com": {requests_per_second: 2, max_concurrency: 2, robots: true}
+  "*": {max_concurrency: 4} # every other host
 ```
 
 Loading validates everything and raises ``ConfigError`` naming the file,
@@ -56,12 +59,25 @@ class TeamConfig:
 
 
 @dataclass(frozen=True)
+class HostConfig:
+    """Politeness limits for one host (or ``*``: every host not listed)."""
+
+    requests_per_second: float | None = None
+    max_concurrency: int | None = None
+    robots: bool | None = None  # None: by kind (see collectors.politeness)
+
+
+HOST_KEYS = {"requests_per_second": (int, float), "max_concurrency": int, "robots": bool}
+
+
+@dataclass(frozen=True)
 class SourcesConfig:
     path: Path
     sources: tuple[SourceConfig, ...]
     team: TeamConfig = TeamConfig()
     defaults: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    hosts: dict[str, HostConfig] = field(default_factory=dict)
 
     def enabled(self) -> list[SourceConfig]:
         return [s for s in self.sources if s.enabled]
@@ -83,6 +99,37 @@ def _str_list(path: Path, where: str, value: Any) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise _fail(path, where, "must be a list of strings")
     return tuple(value)
+
+
+def _host_config(path: Path, where: str, raw: Any, *, only_limits: bool = False) -> HostConfig:
+    """Validate politeness limits: a ``hosts:`` entry, or (``only_limits``) a
+    source's options, where other keys belong to the collector."""
+    if not isinstance(raw, dict):
+        raise _fail(path, where, f"must be a mapping with {', '.join(HOST_KEYS)}")
+    for key, value in raw.items():
+        if key not in HOST_KEYS or only_limits and key == "robots":
+            if not only_limits:
+                raise _fail(path, f"{where}, field {key!r}", f"is not one of {', '.join(HOST_KEYS)}")
+            continue
+        if key == "robots":
+            if not isinstance(value, bool):
+                raise _fail(path, f"{where}, field 'robots'", "must be true or false")
+        elif isinstance(value, bool) or not isinstance(value, HOST_KEYS[key]) or value <= 0:
+            raise _fail(path, f"{where}, field {key!r}", f"{value!r} is not a positive number")
+    return HostConfig(**{k: raw[k] for k in HOST_KEYS if k in raw and not (only_limits and k == "robots")})
+
+
+def _hosts(path: Path, raw: Any) -> dict[str, HostConfig]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise _fail(path, "hosts", "must be a mapping of host name to limits")
+    hosts = {}
+    for host, limits in raw.items():
+        if not isinstance(host, str) or not host.strip():
+            raise _fail(path, "hosts", f"{host!r} is not a host name")
+        hosts[host.strip().lower()] = _host_config(path, f"hosts.{host}", limits)
+    return hosts
 
 
 def load_sources(path: str | Path) -> SourcesConfig:
@@ -162,6 +209,7 @@ def load_sources(path: str | Path) -> SourcesConfig:
             validate_options(kind, options)
         except ConfigError as exc:
             raise _fail(path, label, str(exc)) from None
+        _host_config(path, label, options, only_limits=True)
         sources.append(
             SourceConfig(
                 name=name,
@@ -172,7 +220,12 @@ def load_sources(path: str | Path) -> SourcesConfig:
                 options=options,
             )
         )
-    extra = {k: v for k, v in data.items() if k not in ("sources", "team", "defaults")}
+    extra = {k: v for k, v in data.items() if k not in ("sources", "team", "defaults", "hosts")}
     return SourcesConfig(
-        path=path, sources=tuple(sources), team=team, defaults=defaults, extra=extra
+        path=path,
+        sources=tuple(sources),
+        team=team,
+        defaults=defaults,
+        extra=extra,
+        hosts=_hosts(path, data.get("hosts")),
     )

@@ -23,7 +23,6 @@ import json
 import logging
 import os
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -34,9 +33,11 @@ from sqlalchemy import Engine, func, insert, select, update
 from collectors import collector_for
 from collectors.base import CollectContext
 from collectors.http import HttpClient
+from collectors.politeness import Politeness, SourcePolicy, run_by_host
 from collectors.records import CollectResult
 from engage.config import SourceConfig, SourcesConfig
 from engage.errors import EngageError
+from engage.raw import RawLanding
 from engage.settings import Settings
 from engage.warehouse.db import make_engine, require_current, upsert
 from engage.warehouse.schema import collection_run, content_item, engagement_observation, source
@@ -109,12 +110,27 @@ def sync_sources(engine: Engine, config: SourcesConfig) -> dict[str, int]:
         return {r.name: r.source_id for r in conn.execute(select(source.c.name, source.c.source_id))}
 
 
-def make_client(settings: Settings, src: SourceConfig) -> HttpClient:
+def make_politeness(settings: Settings, config: SourcesConfig) -> Politeness:
+    """robots.txt and per-host limits, shared by every source of one run."""
+    return Politeness.from_config(config, user_agent=settings.user_agent)
+
+
+def make_client(
+    settings: Settings,
+    src: SourceConfig,
+    *,
+    run_date: date | None = None,
+    politeness: Politeness | None = None,
+) -> HttpClient:
+    """The source's HTTP client; with ``run_date`` every response is landed under
+    ``$ENGAGE_HOME/raw/<date>/<source>/``, with ``politeness`` the run's limits apply."""
     return HttpClient(
         user_agent=settings.user_agent,
         connect_timeout=settings.http_connect_timeout,
         read_timeout=float(src.options.get("timeout", settings.http_timeout)),
         max_bytes=int(src.options.get("max_bytes", settings.http_max_bytes)),
+        on_response=RawLanding(settings.raw_dir, run_date, src.name) if run_date else None,
+        policy=politeness.for_source(src) if politeness is not None else None,
     )
 
 
@@ -138,12 +154,19 @@ def collect_source(
     run_date: date,
     *,
     engine: Engine | None = None,
-    client_factory: Callable[[Settings, SourceConfig], HttpClient] = make_client,
+    client_factory: Callable[..., HttpClient] = make_client,
+    politeness: Politeness | None = None,
+    source_ids: dict[str, int] | None = None,
 ) -> CollectOutcome:
-    """Collect one source for ``run_date`` and stage its records."""
+    """Collect one source for ``run_date`` and stage its records.
+
+    ``politeness`` is the run's shared one (a new one when not given);
+    ``source_ids`` spares a sync of the source table when the caller did it.
+    ``client_factory(settings, src, run_date=..., politeness=...)`` makes the client.
+    """
     src = config.get(source_name)
     engine = engine or open_warehouse(settings)
-    ids = sync_sources(engine, config)
+    ids = source_ids if source_ids is not None else sync_sources(engine, config)
     source_id = ids[src.name]
     started = now()
     path = staged_path(settings, run_date, src.name)
@@ -159,7 +182,11 @@ def collect_source(
             .values(source_id=source_id, run_date=run_date, started_at=started, status="running")
             .returning(collection_run.c.run_id)
         ).scalar_one()
-    client = client_factory(settings, src)
+    client = client_factory(
+        settings, src, run_date=run_date, politeness=politeness or make_politeness(settings, config)
+    )
+    if isinstance(client.on_response, RawLanding):
+        client.on_response.write_context(state.etag, state.last_modified, state.watermark)
     try:
         ctx = CollectContext(
             source=src,
@@ -179,6 +206,10 @@ def collect_source(
         raise SourceFailed(src.name, reason) from exc
     finally:
         client.close()
+    if isinstance(client.policy, SourcePolicy):
+        result.warnings.extend(
+            f"robots.txt disallows {url}: not fetched" for url in client.policy.blocked
+        )
     _write_staged(path, result)
     status = "not_modified" if result.not_modified else "success"
     with engine.begin() as conn:
@@ -363,18 +394,31 @@ def collect_all(
     engine: Engine | None = None,
     max_workers: int = 8,
 ) -> list[CollectOutcome]:
-    """Collect every enabled source concurrently; failures are outcomes, not raises."""
+    """Collect every enabled source concurrently; failures are outcomes, not raises.
+
+    The sources share one ``Politeness`` (robots.txt, per-host limits), and
+    at most a host's ``max_concurrency`` sources run at once, so the sources
+    of a slow host queue among themselves while other hosts go on.
+    """
     engine = engine or open_warehouse(settings)
-    sync_sources(engine, config)
+    ids = sync_sources(engine, config)
+    politeness = make_politeness(settings, config)
 
     def one(src: SourceConfig) -> CollectOutcome:
         try:
-            return collect_source(settings, config, src.name, run_date, engine=engine)
+            return collect_source(
+                settings, config, src.name, run_date, engine=engine, politeness=politeness, source_ids=ids
+            )
         except SourceFailed as exc:
             return CollectOutcome(source=src.name, status="failed", error=exc.reason)
 
-    with ThreadPoolExecutor(max_workers=max(1, max_workers)) as pool:
-        return list(pool.map(one, config.enabled()))
+    return run_by_host(
+        config.enabled(),
+        one,
+        host=lambda src: src.host,
+        slots=lambda host: politeness.limits(host).max_concurrency,
+        max_workers=max_workers,
+    )
 
 
 def previous_day(day: date) -> date:
@@ -386,6 +430,7 @@ def previous_day(day: date) -> date:
 # them in this order and the DAG has one task per step.
 AFTER_LOAD: list[tuple[str, str]] = [
     ("build_facts", "transforms.facts:build_facts_day"),
+    ("prune_raw", "engage.raw:prune_step"),
 ]
 
 

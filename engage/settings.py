@@ -9,6 +9,7 @@
 | ENGAGE_HTTP_TIMEOUT | 10 | read timeout in seconds (connect timeout is 5) |
 | ENGAGE_HTTP_MAX_BYTES | 10000000 | largest response body accepted |
 | ENGAGE_USER_AGENT | engage/<version> (+https://github.com/engage-oss/engage) | User-Agent header |
+| ENGAGE_RAW_RETENTION_DAYS | 90 | raw responses older than this many days are removed |
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class Settings:
     http_connect_timeout: float = 5.0
     http_max_bytes: int = 10_000_000
     user_agent: str = DEFAULT_USER_AGENT
+    raw_retention_days: int = 90
     extra: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -89,4 +91,5 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         http_timeout=float(env.get("ENGAGE_HTTP_TIMEOUT", "10")),
         http_max_bytes=int(env.get("ENGAGE_HTTP_MAX_BYTES", "10000000")),
         user_agent=env.get("ENGAGE_USER_AGENT", DEFAULT_USER_AGENT),
+        raw_retention_days=int(env.get("ENGAGE_RAW_RETENTION_DAYS", "90")),
     )
