@@ -221,6 +221,8 @@ from engage.cli_people import crm as _crm_group  # noqa: E402
 from engage.cli_people import facts as _facts_group  # noqa: E402
 from engage.cli_people import match as _match_group  # noqa: E402
 from engage.cli_people import referrals as _referrals_group  # noqa: E402
+from engage.cli_raw import raw as _raw_group  # noqa: E402
+from engage.cli_raw import reparse as _reparse_command  # noqa: E402
 
 main.add_command(_model_group)
 main.add_command(_label_group)
@@ -228,6 +230,8 @@ main.add_command(_crm_group)
 main.add_command(_referrals_group)
 main.add_command(_match_group)
 main.add_command(_facts_group)
+main.add_command(_reparse_command)
+main.add_command(_raw_group)
 
 if __name__ == "__main__":  # pragma: no cover
     main()
