@@ -50,6 +50,10 @@ class Kind:
 KINDS: dict[str, Kind] = {
     "rss": Kind("collectors.feeds:collect"),
     "atom": Kind("collectors.feeds:collect"),
+    "mastodon": Kind(
+        "collectors.mastodon:collect",
+        options={"account": str, "hashtag": str, "search": str, "max_pages": int, "max_threads": int, "backfill_days": int},
+    ),
 }
 
 

@@ -21,10 +21,13 @@ from __future__ import annotations
 import json
 import os
 import re
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
+
+from bs4 import BeautifulSoup, MarkupResemblesLocatorWarning
 
 from collectors.records import AuthorRecord, CollectResult, ItemRecord, ObservationRecord
 from engage.errors import ConfigError, EngageError, FetchError, ParseError
@@ -171,6 +174,28 @@ def new_watermark(old: dict[str, Any], items: Iterable[ItemRecord], **extra: Any
     if newest is not None:
         data["newest"] = newest.isoformat()
     return json.dumps(data, sort_keys=True)
+
+
+def fragment_text(html: Any) -> str | None:
+    """Readable text of an HTML fragment from an API (posts, bios): line breaks kept,
+    links as their text, scripts and styles dropped, entities decoded."""
+    if not isinstance(html, str) or not html.strip():
+        return None
+    if "<" not in html and "&" not in html:
+        return html.strip()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MarkupResemblesLocatorWarning)
+        soup = BeautifulSoup(html, "html.parser")
+    for tag in soup(["script", "style"]):
+        tag.decompose()
+    for br in soup.find_all("br"):
+        br.replace_with("\n")
+    for block in soup.find_all(["p", "div", "li", "blockquote", "pre"]):
+        block.insert_before("\n")
+        block.append("\n")
+    lines = (" ".join(line.split()) for line in soup.get_text("").splitlines())
+    text = "\n".join(line for line in lines if line)
+    return text or None
 
 
 def require_dict(data: Any, where: str, what: str) -> dict[str, Any]:
