@@ -54,6 +54,10 @@ KINDS: dict[str, Kind] = {
         "collectors.mastodon:collect",
         options={"account": str, "hashtag": str, "search": str, "max_pages": int, "max_threads": int, "backfill_days": int},
     ),
+    "bluesky": Kind(
+        "collectors.bluesky:collect",
+        options={"actor": str, "search": str, "max_pages": int, "max_threads": int, "backfill_days": int},
+    ),
 }
 
 

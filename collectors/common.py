@@ -4,7 +4,7 @@
   and bounded by ``max_items``, with ``get_json`` -- a GET through the
   shared HTTP module that counts requests, sends the optional token, and
   turns an API's error answer (401, 403, 404, 410, 400 with an error body)
-  into a ``FetchError`` that quotes the API's own reason.
+  into an ``ApiError`` (a ``FetchError``) that quotes the API's own reason.
 - ``walk_pages``: the paging loop (cursor, ``max_id``, ``after``, page
   number): newest first, until the items are older than the window, the
   cursor ends, or ``max_pages`` is reached.
@@ -50,26 +50,38 @@ class AccountUnavailable(EngageError):
     """The account or community is suspended, deleted, deactivated or banned."""
 
 
+class ApiError(FetchError):
+    """An API answered with an error; ``code`` is its own error name, if it gave one
+    (e.g. XRPC's ``AccountTakedown``, Reddit's ``banned``)."""
+
+    def __init__(self, url: str, reason: str, status: int, code: str | None) -> None:
+        super().__init__(url, reason, status=status)
+        self.code = code
+
+
 def clean_reason(value: Any, limit: int = MAX_REASON) -> str:
     """Remote text fit for an error message: one line, bounded."""
     text = _CONTROL.sub(" ", str(value)).strip()
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-def api_reason(body: bytes) -> str | None:
-    """The reason an API gives in its error JSON, if any ("error", "message", "reason")."""
+def api_reason(body: bytes) -> tuple[str | None, str | None]:
+    """The error name and the reason an API gives in its error JSON, if any
+    (from "error", "reason", "message", "error_description")."""
     try:
         data = json.loads(body[:20_000])
     except ValueError:
-        return None
+        return None, None
     if not isinstance(data, dict):
-        return None
+        return None, None
     parts = []
     for key in ("error", "reason", "message", "error_description"):
         value = data.get(key)
-        if isinstance(value, (str, int)) and str(value) not in parts:
+        if isinstance(value, (str, int)) and not isinstance(value, bool) and str(value) not in parts:
             parts.append(str(value))
-    return clean_reason(": ".join(parts)) if parts else None
+    code = data.get("reason") or data.get("error")
+    code = clean_reason(code, 60) if isinstance(code, str) else None
+    return code, (clean_reason(": ".join(parts)) if parts else None)
 
 
 STATUS_WORDS = {
@@ -276,9 +288,9 @@ class Harvest:
         self.requests += resp.attempts
         self.http_status = resp.status
         if resp.status != 200:
-            why = api_reason(resp.body)
+            code, why = api_reason(resp.body)
             reason = STATUS_WORDS.get(resp.status, f"HTTP {resp.status}") + (f": {why}" if why else "")
-            raise FetchError(resp.request_url or url, reason, status=resp.status)
+            raise ApiError(resp.request_url or url, reason, resp.status, code)
         return resp.json()
 
     def add(self, records: Records) -> None:
@@ -325,6 +337,24 @@ def _merged(old: R | None, new: R) -> R:
         if getattr(new, f.name) is None and getattr(old, f.name) is not None:
             setattr(new, f.name, getattr(old, f.name))
     return new
+
+
+def threads_to_follow(ctx: CollectContext, harvest: Harvest, candidates: Iterable[str], metric: str) -> list[str]:
+    """The items among ``candidates`` published in the lookback window that have
+    replies (``metric`` > 0) or are replies, at most ``max_threads`` of them."""
+    start = window_start(ctx)
+    limit = int(ctx.option("max_threads", DEFAULT_MAX_THREADS))
+    wanted = []
+    for item_id in dict.fromkeys(candidates):
+        item = harvest.items.get(item_id)
+        replies = harvest.observations.get(("item", item_id, metric))
+        if item is None or item.published_at is None or item.published_at < start:
+            continue
+        if (replies is not None and replies.value > 0) or item.parent_external_id:
+            wanted.append(item_id)
+    if len(wanted) > limit:
+        harvest.warn(f"{len(wanted)} threads to follow, followed the first max_threads={limit}")
+    return wanted[:limit]
 
 
 @dataclass

@@ -32,7 +32,6 @@ from urllib.parse import quote
 
 from collectors.base import CollectContext
 from collectors.common import (
-    DEFAULT_MAX_THREADS,
     AccountUnavailable,
     Harvest,
     Page,
@@ -45,8 +44,8 @@ from collectors.common import (
     require_dict,
     require_list,
     since_time,
+    threads_to_follow,
     walk_pages,
-    window_start,
 )
 from collectors.records import MAX_TEXT, MAX_TITLE, AuthorRecord, CollectResult, ItemRecord, bounded_id, clip
 from engage.errors import ConfigError
@@ -229,19 +228,7 @@ def _search(harvest: Harvest, url: str, query: str) -> None:
 
 def _collect_threads(ctx: CollectContext, harvest: Harvest, base: str, own: list[str]) -> None:
     """Contexts of our statuses of the window that have replies or are replies."""
-    start = window_start(ctx)
-    limit = int(ctx.option("max_threads", DEFAULT_MAX_THREADS))
-    wanted = []
-    for status_id in dict.fromkeys(own):
-        item = harvest.items.get(status_id)
-        replies = harvest.observations.get(("item", status_id, "replies"))
-        if item is None or item.published_at is None or item.published_at < start:
-            continue
-        if (replies is not None and replies.value > 0) or item.parent_external_id:
-            wanted.append(status_id)
-    if len(wanted) > limit:
-        harvest.warn(f"{len(wanted)} threads to follow, followed the newest max_threads={limit}")
-    for status_id in wanted[:limit]:
+    for status_id in threads_to_follow(ctx, harvest, own, "replies"):
         url = f"{base}/api/v1/statuses/{quote(status_id, safe='')}/context"
         root, records = parse_context(harvest.get_json(url), status_id=status_id, where=url)
         harvest.add(records)

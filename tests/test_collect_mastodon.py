@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from pytest_httpserver import HTTPServer
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 from werkzeug import Request, Response
 
 from collectors.base import CollectContext
@@ -19,7 +19,7 @@ from collectors.http import HttpClient
 from collectors.mastodon import collect, parse_account, parse_context, parse_status, parse_statuses
 from engage.config import SourceConfig
 from engage.errors import ConfigError, FetchError, ParseError
-from engage.warehouse.schema import content_item, engagement_observation
+from tests.social_support import run_days
 
 RUN_DATE = date(2026, 11, 20)
 ACME = {
@@ -282,32 +282,12 @@ def test_token_from_an_airflow_connection(httpserver: HTTPServer, monkeypatch: p
 
 
 def test_reruns_never_duplicate_in_the_warehouse(httpserver: HTTPServer, engine: Engine, tmp_path: Path) -> None:
-    from engage import pipeline
-    from engage.config import load_sources
-    from engage.settings import Settings
-
     serve_account(httpserver, {None: PAGE_ONE, "102": PAGE_TWO})
     httpserver.expect_request("/api/v1/statuses/105/context").respond_with_json({"ancestors": [], "descendants": []})
     httpserver.expect_request("/api/v1/statuses/104/context").respond_with_json({"ancestors": [], "descendants": []})
-    sources = tmp_path / "sources.yml"
-    sources.write_text(
-        f"team: {{handles: [acme]}}\nsources:\n  - {{name: masto, kind: mastodon, url: '{httpserver.url_for('/')}', account: acme}}\n"
-    )
-    settings = Settings(home=tmp_path / "home", warehouse_url=str(engine.url), sources_path=sources)
-    config = load_sources(sources)
-    for day in (RUN_DATE, RUN_DATE, date(2026, 11, 21)):
-        pipeline.collect_source(settings, config, "masto", day, engine=engine)
-        pipeline.load_day(settings, config, day, engine=engine)
-    with engine.connect() as conn:
-        items = conn.execute(select(func.count()).select_from(content_item)).scalar_one()
-        ours = conn.execute(select(func.count()).where(content_item.c.is_ours)).scalar_one()
-        per_day = dict(
-            conn.execute(
-                select(engagement_observation.c.observed_date, func.count()).group_by(engagement_observation.c.observed_date)
-            ).all()
-        )
-    assert items == 4  # 105, 104, 500 (boosted), 101
-    assert ours == 3
+    source = f"{{name: masto, kind: mastodon, url: '{httpserver.url_for('/')}', account: acme}}"
+    items, ours, per_day = run_days(engine, tmp_path, source, "acme", [RUN_DATE, RUN_DATE, date(2026, 11, 21)])
+    assert (items, ours) == (4, 3)  # 105, 104, 500 (boosted, not ours), 101
     assert per_day == {RUN_DATE: 3 + 4 * 3, date(2026, 11, 21): 3 + 4 * 3}
 
 
