@@ -58,6 +58,11 @@ KINDS: dict[str, Kind] = {
         "collectors.bluesky:collect",
         options={"actor": str, "search": str, "max_pages": int, "max_threads": int, "backfill_days": int},
     ),
+    "reddit": Kind(
+        "collectors.reddit:collect",
+        options={"subreddit": str, "max_pages": int, "max_threads": int, "max_more": int, "backfill_days": int},
+        required=("subreddit",),
+    ),
 }
 
 

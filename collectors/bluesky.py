@@ -36,6 +36,7 @@ from collectors.common import (
     Records,
     clean_reason,
     new_watermark,
+    nonblank,
     parse_api_time,
     read_watermark,
     require_dict,
@@ -57,20 +58,16 @@ GONE_ACCOUNT_ERRORS = {
 }
 
 
-def _str(value: Any) -> str | None:
-    return value.strip() if isinstance(value, str) and value.strip() else None
-
-
 def profile_author(profile: dict[str, Any]) -> AuthorRecord | None:
-    did = _str(profile.get("did"))
+    did = nonblank(profile.get("did"))
     if did is None:
         return None
-    handle = _str(profile.get("handle"))
+    handle = nonblank(profile.get("handle"))
     return AuthorRecord(
         external_id=bounded_id(did),
         handle=clip(handle, MAX_TITLE),
-        display_name=clip(_str(profile.get("displayName")), MAX_TITLE),
-        bio=clip(_str(profile.get("description")), MAX_TEXT),
+        display_name=clip(nonblank(profile.get("displayName")), MAX_TITLE),
+        bio=clip(nonblank(profile.get("description")), MAX_TEXT),
         profile_url=f"https://bsky.app/profile/{quote(handle or did, safe=':.')}",
     )
 
@@ -96,14 +93,14 @@ def post_url(uri: str, handle: str | None) -> str | None:
 
 def post_records(post: dict[str, Any], records: Records) -> str | None:
     """Add one post view to ``records``; its URI, or None without one."""
-    uri = _str(post.get("uri"))
+    uri = nonblank(post.get("uri"))
     if uri is None:
         return None
     uri = bounded_id(uri)
     record = post.get("record") if isinstance(post.get("record"), dict) else {}
     reply = record.get("reply") if isinstance(record.get("reply"), dict) else {}
-    root = _str((reply.get("root") or {}).get("uri")) if isinstance(reply.get("root"), dict) else None
-    parent = _str((reply.get("parent") or {}).get("uri")) if isinstance(reply.get("parent"), dict) else None
+    root = nonblank((reply.get("root") or {}).get("uri")) if isinstance(reply.get("root"), dict) else None
+    parent = nonblank((reply.get("parent") or {}).get("uri")) if isinstance(reply.get("parent"), dict) else None
     author = profile_author(post["author"]) if isinstance(post.get("author"), dict) else None
     if author is not None:
         records.authors.append(author)
@@ -111,7 +108,7 @@ def post_records(post: dict[str, Any], records: Records) -> str | None:
         ItemRecord(
             external_id=uri,
             kind="reply" if parent else "post",
-            text=clip(_str(record.get("text")), MAX_TEXT),
+            text=clip(nonblank(record.get("text")), MAX_TEXT),
             url=post_url(uri, author.handle if author else None),
             published_at=parse_api_time(record.get("createdAt")) or parse_api_time(post.get("indexedAt")),
             author_external_id=author.external_id if author else None,
@@ -139,7 +136,7 @@ def parse_feed(data: Any, *, where: str) -> tuple[Records, list[datetime | None]
         reason = entry.get("reason") if isinstance(entry.get("reason"), dict) else {}
         record = entry["post"].get("record") if isinstance(entry["post"].get("record"), dict) else {}
         times.append(parse_api_time(reason.get("indexedAt")) or parse_api_time(record.get("createdAt")))
-    return records, times, _str(data.get("cursor"))
+    return records, times, nonblank(data.get("cursor"))
 
 
 def parse_posts(data: Any, *, where: str) -> tuple[Records, list[datetime | None], str | None]:
@@ -152,7 +149,7 @@ def parse_posts(data: Any, *, where: str) -> tuple[Records, list[datetime | None
         if isinstance(post, dict):
             post_records(post, records)
     times = [i.published_at for i in records.items]
-    return records, times, _str(data.get("cursor"))
+    return records, times, nonblank(data.get("cursor"))
 
 
 def parse_thread(data: Any, *, where: str) -> Records:

@@ -222,6 +222,11 @@ def require_list(data: Any, where: str, what: str) -> list[Any]:
     return data
 
 
+def nonblank(value: Any) -> str | None:
+    """A remote string, stripped; None for anything else or blank."""
+    return value.strip() if isinstance(value, str) and value.strip() else None
+
+
 def count(value: Any) -> int | None:
     """A non-negative count from remote JSON, or None."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
