@@ -63,6 +63,19 @@ KINDS: dict[str, Kind] = {
         options={"subreddit": str, "max_pages": int, "max_threads": int, "max_more": int, "backfill_days": int},
         required=("subreddit",),
     ),
+    "hackernews": Kind(
+        "collectors.hackernews:collect",
+        options={
+            "query": str,
+            "domain": str,
+            "tags": str,
+            "list": str,
+            "max_pages": int,
+            "max_threads": int,
+            "max_stories": int,
+            "backfill_days": int,
+        },
+    ),
 }
 
 
