@@ -236,4 +236,6 @@ def _pages(
 def _collect_threads(ctx: CollectContext, harvest: Harvest, xrpc: str, own: list[str]) -> None:
     url = xrpc + "app.bsky.feed.getPostThread"
     for uri in threads_to_follow(ctx, harvest, own, "replies"):
-        harvest.add(parse_thread(harvest.get_json(url, {"uri": uri, "depth": THREAD_DEPTH}), where=url))
+        data = harvest.get_thread(url, {"uri": uri, "depth": THREAD_DEPTH})
+        if data is not None:
+            harvest.add(parse_thread(data, where=url))

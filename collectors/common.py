@@ -291,12 +291,23 @@ class Harvest:
             url, params=params, headers=self.headers, ok_statuses=(200, *API_ERROR_STATUSES)
         )
         self.requests += resp.attempts
-        self.http_status = resp.status
         if resp.status != 200:
             code, why = api_reason(resp.body)
             reason = STATUS_WORDS.get(resp.status, f"HTTP {resp.status}") + (f": {why}" if why else "")
             raise ApiError(resp.request_url or url, reason, resp.status, code)
+        self.http_status = resp.status
         return resp.json()
+
+    def get_thread(self, url: str, params: dict[str, Any] | None = None) -> Any:
+        """Like ``get_json``, for a thread found in a listing: one deleted since
+        (404, 410, XRPC ``NotFound``) is skipped with a warning, not a failure."""
+        try:
+            return self.get_json(url, params)
+        except ApiError as exc:
+            if exc.status not in (404, 410) and exc.code != "NotFound":
+                raise
+            self.warn(f"{exc.url}: thread skipped, {exc.reason}")
+            return None
 
     def add(self, records: Records) -> None:
         for author in records.authors:

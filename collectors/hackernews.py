@@ -211,7 +211,9 @@ def _collect_search(
     walk_pages(harvest, fetch, since=since, what=f"search {text!r}")
     for story in threads_to_follow(ctx, harvest, stories, "comments"):
         tree_url = f"{base}/items/{story}"
-        harvest.add(parse_item_tree(harvest.get_json(tree_url), where=tree_url))
+        data = harvest.get_thread(tree_url)
+        if data is not None:
+            harvest.add(parse_item_tree(data, where=tree_url))
 
 
 def _collect_list(ctx: CollectContext, harvest: Harvest, base: str, story_list: str) -> None:

@@ -230,6 +230,9 @@ def _collect_threads(ctx: CollectContext, harvest: Harvest, base: str, own: list
     """Contexts of our statuses of the window that have replies or are replies."""
     for status_id in threads_to_follow(ctx, harvest, own, "replies"):
         url = f"{base}/api/v1/statuses/{quote(status_id, safe='')}/context"
-        root, records = parse_context(harvest.get_json(url), status_id=status_id, where=url)
+        data = harvest.get_thread(url)
+        if data is None:
+            continue
+        root, records = parse_context(data, status_id=status_id, where=url)
         harvest.add(records)
         harvest.items[status_id].thread_external_id = root

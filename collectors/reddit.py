@@ -225,9 +225,10 @@ def _collect_thread(ctx: CollectContext, harvest: Harvest, base: str, post: str)
     if not ID36_RE.match(id36):
         return
     url = f"{base}/comments/{id36}.json"
-    records, stubs = parse_comments(
-        harvest.get_json(url, {"raw_json": 1, "sort": "new", "limit": 500, "depth": 10}), where=url
-    )
+    data = harvest.get_thread(url, {"raw_json": 1, "sort": "new", "limit": 500, "depth": 10})
+    if data is None:
+        return
+    records, stubs = parse_comments(data, where=url)
     harvest.add(records)
     pending = [child for stub in stubs for child in stub.children]
     more_url = f"{base}/api/morechildren.json"

@@ -151,6 +151,14 @@ def test_a_later_run_stops_at_the_lookback_window(httpserver: HTTPServer) -> Non
     assert [r.args["uri"] for r, _ in httpserver.log if r.path.endswith("getPostThread")] == [A["uri"]]
 
 
+def test_a_thread_deleted_since_the_listing_is_skipped_with_a_warning(httpserver: HTTPServer) -> None:
+    serve_feed(httpserver, {None: {"feed": [{"post": A}]}})
+    serve_threads(httpserver, {})  # answers 400 NotFound for every URI
+    result = collect(context(httpserver, actor="acme.example"))
+    assert [i.external_id for i in result.items] == [A["uri"]]
+    assert any("thread skipped" in w and "Post not found" in w for w in result.warnings)
+
+
 def test_search_with_cursor_and_an_empty_last_page(httpserver: HTTPServer) -> None:
     pages = {None: {"posts": [C], "cursor": "1"}, "1": {"posts": [], "cursor": "2"}}
 

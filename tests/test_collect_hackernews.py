@@ -103,6 +103,14 @@ def test_a_later_run_filters_by_the_window_and_watermark(httpserver: HTTPServer)
     assert seen[0]["tags"] == "comment" and "restrictSearchableAttributes" not in seen[0]
 
 
+def test_a_story_gone_since_the_search_is_skipped_with_a_warning(httpserver: HTTPServer) -> None:
+    httpserver.expect_request("/api/v1/items/41000001").respond_with_json({"status": 404, "error": "Not Found"}, status=404)
+    serve_search(httpserver, [[S1]], [])
+    result = collect(context(httpserver, query="acme"))
+    assert [i.external_id for i in result.items] == ["41000001"]
+    assert any("items/41000001: thread skipped" in w for w in result.warnings)
+
+
 def test_an_empty_search(httpserver: HTTPServer) -> None:
     serve_search(httpserver, [], [])
     result = collect(context(httpserver, query="nothing matches"))

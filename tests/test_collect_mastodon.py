@@ -168,6 +168,15 @@ def test_a_later_run_stops_at_the_lookback_window(httpserver: HTTPServer) -> Non
     assert not any(r.path.endswith("/98/context") for r, _ in httpserver.log)
 
 
+def test_a_thread_deleted_since_the_listing_is_skipped_with_a_warning(httpserver: HTTPServer) -> None:
+    serve_account(httpserver, {None: PAGE_ONE[:1]})
+    httpserver.expect_request("/api/v1/statuses/105/context").respond_with_json({"error": "Record not found"}, status=404)
+    result = collect(context(httpserver, account="acme"))
+    assert [i.external_id for i in result.items] == ["105"]
+    assert any("context: thread skipped, not found (404): Record not found" in w for w in result.warnings)
+    assert result.http_status == 200
+
+
 def test_max_pages_bounds_a_run_and_says_so(httpserver: HTTPServer) -> None:
     pages = {None: [status("20", "2026-11-19T08:00:00Z")]}
     pages.update({str(n): [status(str(n - 1), "2026-11-19T08:00:00Z")] for n in range(20, 10, -1)})

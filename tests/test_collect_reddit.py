@@ -138,6 +138,14 @@ def test_max_more_leaves_collapsed_comments_with_a_warning(httpserver: HTTPServe
     assert any("1 collapsed comments left unread" in w for w in result.warnings)
 
 
+def test_a_post_removed_since_the_listing_is_skipped_with_a_warning(httpserver: HTTPServer) -> None:
+    httpserver.expect_request("/comments/p1.json").respond_with_json({"message": "Not Found", "error": 404}, status=404)
+    serve(httpserver, {None: listing([P1])})
+    result = collect(context(httpserver))
+    assert [i.external_id for i in result.items] == ["t3_p1"]
+    assert any("/comments/p1.json" in w and "thread skipped, not found (404)" in w for w in result.warnings)
+
+
 def test_a_later_run_stops_at_the_lookback_window(httpserver: HTTPServer) -> None:
     serve(httpserver, {None: listing([P1, P2, t3("p0", "2026-11-01T09:00:00")], after="t3_p0"), "t3_p0": listing([P4])})
     result = collect(context(httpserver, watermark=json.dumps({"newest": "2026-11-19T14:00:00+00:00"})))
