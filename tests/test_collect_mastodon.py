@@ -177,6 +177,24 @@ def test_a_thread_deleted_since_the_listing_is_skipped_with_a_warning(httpserver
     assert result.http_status == 200
 
 
+def test_a_source_that_did_not_run_for_weeks_catches_up_to_its_watermark(httpserver: HTTPServer) -> None:
+    middle = [status("60", "2026-10-20T08:00:00Z")]  # before the window, after the watermark
+    serve_account(httpserver, {None: PAGE_ONE[:2] + [status("98", "2026-11-12T08:00:00Z")], "98": middle, "60": PAGE_TWO})
+    httpserver.expect_request("/api/v1/statuses/104/context").respond_with_json({"ancestors": [], "descendants": []})
+    httpserver.expect_request("/api/v1/statuses/105/context").respond_with_json({"ancestors": [], "descendants": []})
+    result = collect(context(httpserver, account="acme", watermark=json.dumps({"newest": "2026-10-15T00:00:00+00:00"})))
+    assert {"98", "60", "101"} <= {i.external_id for i in result.items}
+    asked = [r.args.get("max_id") for r, _ in httpserver.log if r.path.endswith("/statuses")]
+    assert asked == [None, "98", "60"]  # stops at the page reaching back past 2026-10-15
+
+
+def test_an_unreadable_watermark_starts_afresh_with_a_warning(httpserver: HTTPServer) -> None:
+    httpserver.expect_request("/api/v1/timelines/tag/revops").respond_with_json([])
+    result = collect(context(httpserver, hashtag="revops", watermark="not json"))
+    assert any("'not json' is not readable" in w for w in result.warnings)
+    assert json.loads(result.watermark or "null") == {}
+
+
 def test_max_pages_bounds_a_run_and_says_so(httpserver: HTTPServer) -> None:
     pages = {None: [status("20", "2026-11-19T08:00:00Z")]}
     pages.update({str(n): [status(str(n - 1), "2026-11-19T08:00:00Z")] for n in range(20, 10, -1)})
