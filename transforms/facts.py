@@ -138,12 +138,12 @@ def _thread_items(conn: Connection, keys: set[tuple[int, str]], end: datetime) -
                 .where(
                     content_item.c.source_id == source_id,
                     content_item.c.thread_external_id.in_(thread_ids[start : start + 500]),
-                    content_item.c.published_at < end,
                 )
-                .order_by(content_item.c.published_at, content_item.c.item_id)
             ).all()
-            for r in rows:
-                threads[(r.source_id, r.thread_external_id)].append(r)
+            # Filtered and sorted here, so the database uses the thread index.
+            for r in sorted(rows, key=lambda r: (_as_utc(r.published_at) or end, r.item_id)):
+                if r.published_at is not None and _as_utc(r.published_at) < end:
+                    threads[(r.source_id, r.thread_external_id)].append(r)
     return threads
 
 

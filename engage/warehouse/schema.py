@@ -399,6 +399,8 @@ fct_item_engagement = Table(
     Column("engagement_change", Float, nullable=False),
     Column("built_at", _tz(), nullable=False),
     UniqueConstraint("fact_date", "item_id", name="uq_fct_item_engagement_natural_key"),
+    # An item's previous observation, without scanning the history.
+    Index("ix_fct_item_engagement_item", "item_id", "fact_date"),
 )
 
 account_stage_history = Table(
