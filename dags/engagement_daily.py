@@ -11,6 +11,9 @@ the day.
   and the other sources go on.
 - **load** (runs when every collect has finished, failed or not) loads what
   was staged, one transaction per source; rerunning a day replaces it.
+- **classify** labels new and changed items with the current stage model
+  (items of an older model are reclassified by `stage_reclassify`, in the
+  background).
 - **build_facts** matches new authors to prospects and rebuilds the day's
   facts (`fct_*` tables, account stage history) in one transaction.
 - **summary** prints the counts per source and fails the run, after
@@ -108,6 +111,15 @@ def engagement_daily() -> None:
         return [asdict(r) for r in rows]
 
     @task
+    def classify(data_interval_start: Any = None) -> dict[str, Any]:
+        from engage import pipeline
+        from transforms.classify import classify_day
+
+        settings, config, run_date = _context_objects(data_interval_start)
+        counts = classify_day(settings, config, run_date, engine=pipeline.open_warehouse(settings))
+        return {"classified": counts.classified, "model_version": counts.model_version}
+
+    @task
     def build_facts(data_interval_start: Any = None) -> dict[str, int]:
         from engage import pipeline
         from transforms.facts import build_facts_day
@@ -119,7 +131,7 @@ def engagement_daily() -> None:
     names = list_sources()
     collected = collect.expand(source_name=names)
     # The steps after the load, in the order of engage.pipeline.AFTER_LOAD.
-    after_load = [load(), build_facts()]
+    after_load = [load(), classify(), build_facts()]
     collected >> after_load[0]
     chain(*after_load, summary())
 

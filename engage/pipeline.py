@@ -429,6 +429,7 @@ def previous_day(day: date) -> date:
 # ``step(settings, config, run_date, engine=...)``; ``engage run`` calls
 # them in this order and the DAG has one task per step.
 AFTER_LOAD: list[tuple[str, str]] = [
+    ("classify", "transforms.classify:classify_day"),
     ("build_facts", "transforms.facts:build_facts_day"),
     ("prune_raw", "engage.raw:prune_step"),
 ]

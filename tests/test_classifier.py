@@ -51,8 +51,18 @@ def trained(tiny_corpus: Path, tmp_path: Path):  # type: ignore[no-untyped-def]
     return train_and_save(train, test, tmp_path / "models", search=False)
 
 
-def test_normalise_masks_urls_handles_and_numbers() -> None:
-    assert normalise_text("Check https://x.io/a?b=1 @Dana_W paid $4,500 ") == "check xurlx xuserx paid $0"
+def test_tokenizer_masks_urls_handles_numbers_and_keeps_signs() -> None:
+    assert normalise_text("Check https://x.io/a?b=1 @Dana_W paid $4,500?") == "check xurlx xuserx paid xmoneyx 0 000 xqx"
+    assert normalise_text("Ärzte für 2026 ＡＢＣ!") == "ärzte für 0000 abc xbangx"
+
+
+def test_fast_scoring_equals_the_explicit_feature_matrix(tiny_corpus: Path) -> None:
+    import numpy as np
+
+    train, test = load_corpus(tiny_corpus)
+    clf = build_pipeline().fit([e.text for e in train], [e.label for e in train])
+    texts = [e.text for e in test] + ["entirely unseen wørds like zxqv and forecastingg", ""]
+    assert np.abs(clf.predict_proba(texts) - clf.explicit_predict_proba(texts)).max() < 1e-4
 
 
 def test_pipeline_learns_and_predicts_unseen_texts(trained) -> None:  # type: ignore[no-untyped-def]
@@ -94,9 +104,10 @@ def test_an_artifact_with_types_outside_the_allow_list_is_refused(tmp_path: Path
     from sklearn.preprocessing import FunctionTransformer
 
     train, _ = load_corpus(tiny_corpus)
-    pipeline = build_pipeline()
+    from sklearn.pipeline import Pipeline
+
     # copy.copy is harmless here, but it is not on the allow-list: loading must refuse it.
-    pipeline.steps.insert(0, ("extra", FunctionTransformer(func=copy.copy)))
+    pipeline = Pipeline([("extra", FunctionTransformer(func=copy.copy)), ("model", build_pipeline())])
     pipeline.fit([e.text for e in train], [e.label for e in train])
     model = save_model(pipeline, tmp_path / "m", {"version": "stage-evil"})  # hash matches: only the types are wrong
     with pytest.raises(ModelError, match="allow-list"):
@@ -171,9 +182,10 @@ def _settings(tmp_path: Path, engine: Engine) -> Settings:
 
 def test_promotion_refuses_a_worse_model_and_records_both_scores(sqlite_engine: Engine, tmp_path: Path, tiny_corpus: Path) -> None:
     settings = _settings(tmp_path, sqlite_engine)
-    first = retrain(settings, corpus_dir=tiny_corpus, search=False, use_feedback=False, engine=sqlite_engine)
-    assert first.promoted  # nothing was current here... except the shipped model, if it scores lower
-    assert registry.load_current(settings).version == first.result.model.version
+    train, test = load_corpus(tiny_corpus)
+    first = train_and_save(train, test, registry.model_dir(settings), search=False)
+    registry.promote(settings, first.model, sqlite_engine)  # made current by hand, over the shipped model
+    assert registry.load_current(settings).version == first.model.version
 
     # A corpus whose training labels are scrambled: a worse model.
     worse = tmp_path / "worse"
@@ -184,12 +196,12 @@ def test_promotion_refuses_a_worse_model_and_records_both_scores(sqlite_engine: 
         row["label"] = LABELS[(LABELS.index(row["label"]) + 1 + i % 5) % 6]
     (worse / "train.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
     second = retrain(settings, corpus_dir=worse, search=False, use_feedback=False, engine=sqlite_engine)
-    assert not second.promoted
+    assert not second.promoted and second.current_version == first.model.version
     assert second.new_macro_f1 < second.current_macro_f1
-    assert registry.load_current(settings).version == first.result.model.version
+    assert registry.load_current(settings).version == first.model.version
     with sqlite_engine.connect() as conn:
         rows_db = {r.version: r for r in conn.execute(select(model_version))}
-    assert rows_db[first.result.model.version].is_current
+    assert rows_db[first.model.version].is_current
     assert not rows_db[second.result.model.version].is_current
     assert json.loads(rows_db[second.result.model.version].metrics_json)["current_macro_f1"] == second.current_macro_f1
 

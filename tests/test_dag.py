@@ -76,7 +76,8 @@ def test_dagbag_has_no_import_errors_and_the_intended_graph(tmp_path: Path) -> N
     out = proc.stdout
     assert "EDGE list_sources ['collect']" in out
     assert "EDGE collect ['load']" in out
-    assert "EDGE load ['build_facts']" in out
+    assert "EDGE load ['classify']" in out
+    assert "EDGE classify ['build_facts']" in out
     assert "EDGE build_facts ['summary']" in out
     assert "MAXRUNS 1 CATCHUP False" in out
     assert "TRIGGER all_done all_done" in out
