@@ -292,12 +292,30 @@ def evaluate_model(model: StageModel, examples: Sequence[Example]) -> dict[str, 
     return evaluate(predicted, [e.label for e in examples])
 
 
+def calibration_error(model: StageModel, examples: Sequence[Example], bins: int = 10) -> float:
+    """Expected calibration error: |confidence - accuracy| averaged over confidence bins."""
+    predictions = model.predict([e.text for e in examples])
+    total = 0.0
+    for low in range(bins):
+        members = [
+            (p.confidence, p.model_label == e.label)
+            for p, e in zip(predictions, examples, strict=True)
+            if low / bins < p.confidence <= (low + 1) / bins
+        ]
+        if members:
+            confidence = sum(c for c, _ in members) / len(members)
+            accuracy = sum(1 for _, ok in members if ok) / len(members)
+            total += len(members) / len(examples) * abs(confidence - accuracy)
+    return round(total, 4)
+
+
 def format_report(metrics: dict[str, Any]) -> str:
     """A plain-text evaluation report."""
     from tabulate import tabulate
 
     lines = [
-        f"examples: {metrics['n']}   accuracy: {metrics['accuracy']:.3f}   macro-F1: {metrics['macro_f1']:.3f}",
+        f"examples: {metrics['n']}   accuracy: {metrics['accuracy']:.3f}   macro-F1: {metrics['macro_f1']:.3f}"
+        + (f"   calibration error: {metrics['expected_calibration_error']:.3f}" if "expected_calibration_error" in metrics else ""),
         "",
         tabulate(
             [
@@ -417,10 +435,14 @@ def train_and_save(
 ) -> TrainResult:
     """Fit on ``train``, score on ``test`` (and the baseline likewise), save the artifact."""
     pipeline, cv = fit(train, search=search, grid=grid)
+    if hasattr(pipeline, "calibrate"):
+        pipeline.calibrate([e.text for e in train], [e.label for e in train])
     train_hash = data_hash(train)
     version = new_version(train_hash)
     provisional = StageModel(pipeline, {"version": version})
     test_metrics = evaluate_model(provisional, test)
+    test_metrics["expected_calibration_error"] = calibration_error(provisional, test)
+    test_metrics["temperature"] = round(float(getattr(pipeline, "temperature_", 1.0)), 4)
     baseline = build_baseline().fit([e.text for e in train], [e.label for e in train])
     baseline_metrics = evaluate(list(baseline.predict([e.text for e in test])), [e.label for e in test])
     metadata = {

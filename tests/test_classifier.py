@@ -243,3 +243,13 @@ def test_cli_evaluate_json_and_predict(trained, tmp_path: Path, monkeypatch: pyt
     bad.write_text('{"txt": "no text"}\n')
     result = runner.invoke(main, ["model", "predict", str(bad), "--model", meta])
     assert result.exit_code == 2 and "bad.jsonl:1" in result.output
+
+
+def test_calibration_is_fitted_saved_and_reported(trained) -> None:  # type: ignore[no-untyped-def]
+    meta = trained.model.metadata
+    assert 0 < meta["test_metrics"]["temperature"] < 20
+    assert 0 <= meta["test_metrics"]["expected_calibration_error"] <= 1
+    loaded = load_model(trained.model.path.with_suffix(".json"))
+    assert loaded.pipeline.temperature_ == trained.model.pipeline.temperature_
+    probabilities = loaded.pipeline.predict_proba(["Gong vs Chorus pricing?", "thanks!"])
+    assert abs(probabilities.sum(axis=1) - 1).max() < 1e-6
