@@ -213,17 +213,21 @@ def _item_engagement(conn: Connection, observations: list[Any], day: date, stamp
     if not totals:
         return []
     rows = []
-    keys = list(totals)
-    items: dict[tuple[int, str], Any] = {}
-    for start in range(0, len(keys), 500):
-        part = keys[start : start + 500]
+    items: dict[tuple[int, str], Any] = {
+        (r.source_id, r.external_id): r
         for r in conn.execute(
-            select(content_item.c.item_id, content_item.c.source_id, content_item.c.external_id, content_item.c.published_at).where(
-                content_item.c.source_id.in_({k[0] for k in part}),
-                content_item.c.external_id.in_([k[1] for k in part]),
+            select(content_item.c.item_id, content_item.c.source_id, content_item.c.external_id, content_item.c.published_at)
+            .distinct()
+            .join(
+                engagement_observation,
+                and_(
+                    engagement_observation.c.source_id == content_item.c.source_id,
+                    engagement_observation.c.subject_external_id == content_item.c.external_id,
+                ),
             )
-        ):
-            items[(r.source_id, r.external_id)] = r
+            .where(engagement_observation.c.observed_date == day, engagement_observation.c.subject_type == "item")
+        )
+    }
     previous: dict[int, float] = {}
     item_ids = [r.item_id for r in items.values()]
     for start in range(0, len(item_ids), 500):
