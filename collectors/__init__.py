@@ -76,6 +76,19 @@ KINDS: dict[str, Kind] = {
             "backfill_days": int,
         },
     ),
+    "wordpress": Kind(
+        "collectors.wordpress:collect",
+        options={"max_pages": int, "max_threads": int, "backfill_days": int},
+    ),
+    "csv": Kind(
+        "collectors.csv_files:collect",
+        options={"format": str, "columns": dict, "date_format": str, "site": str, "account": str},
+        required=("format",),
+    ),
+    "discourse": Kind(
+        "collectors.discourse:collect",
+        options={"category": str, "max_pages": int, "max_threads": int, "max_posts": int, "backfill_days": int},
+    ),
 }
 
 
