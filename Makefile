@@ -29,8 +29,10 @@ test: $(BIN)/.installed
 # var/airflow/simple_auth_manager_passwords.json.generated).
 standalone: $(BIN)/.installed
 	mkdir -p $(ENGAGE_HOME)/airflow
-	PATH=$(CURDIR)/$(BIN):$$PATH AIRFLOW_HOME=$(ENGAGE_HOME)/airflow \
-	AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags AIRFLOW__CORE__LOAD_EXAMPLES=False \
+	export PATH=$(CURDIR)/$(BIN):$$PATH AIRFLOW_HOME=$(ENGAGE_HOME)/airflow \
+	AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags AIRFLOW__CORE__LOAD_EXAMPLES=False; \
+	$(BIN)/airflow db migrate >/dev/null && \
+	$(BIN)/airflow pools import config/airflow_pools.json && \
 	$(BIN)/airflow standalone
 
 lint: $(BIN)/.installed

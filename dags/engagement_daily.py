@@ -5,10 +5,14 @@ Collects every enabled source of the sources file (`ENGAGE_SOURCES`) for the
 run's data interval, loads the records into the warehouse, and summarises
 the day.
 
-- **list_sources** reads the sources file at run time (never at parse time).
-- **collect** is mapped: one task instance per source. A source that fails
-  fails only its own instance; the failure is recorded in `collection_run`
-  and the other sources go on.
+- **list_<platform>** reads the sources file at run time (never at parse
+  time): the enabled sources of that platform.
+- **collect_<platform>** is mapped: one task instance per source, one
+  mapped task per platform, each in its Airflow pool (`engage_feeds`,
+  `engage_reddit`, ...; see `engage.pools` and `config/airflow_pools.json`)
+  so that all workers together respect each service's limits. A source
+  that fails fails only its own instance; the failure is recorded in
+  `collection_run` and the other sources go on.
 - **load** (runs when every collect has finished, failed or not) loads what
   was staged, one transaction per source; rerunning a day replaces it.
 - **classify** labels new and changed items with the current stage model
@@ -33,11 +37,16 @@ from typing import Any
 import pendulum
 from airflow.sdk import CronDataIntervalTimetable, TriggerRule, chain, dag, task
 
+from engage.alerts import task_failure_alert
+from engage.pools import POOLS, task_suffix
+
 # Read from the environment only (no I/O): lets tests and the demo run
 # without waiting minutes between retries.
 RETRIES = int(os.environ.get("ENGAGE_TASK_RETRIES", "2"))
 RETRY_DELAY = timedelta(seconds=int(os.environ.get("ENGAGE_RETRY_DELAY_SECONDS", "300")))
 MAX_PARALLEL_SOURCES = int(os.environ.get("ENGAGE_MAX_PARALLEL_SOURCES", "8"))
+COLLECT_TIMEOUT_MINUTES = int(os.environ.get("ENGAGE_COLLECT_TIMEOUT_MINUTES", "30"))
+STEP_TIMEOUT_MINUTES = int(os.environ.get("ENGAGE_STEP_TIMEOUT_MINUTES", "60"))
 
 
 def _context_objects(data_interval_start: Any) -> tuple[Any, Any, Any]:
@@ -62,18 +71,25 @@ def _context_objects(data_interval_start: Any) -> tuple[Any, Any, Any]:
         "retries": RETRIES,
         "retry_delay": RETRY_DELAY,
         "retry_exponential_backoff": True,
-        "execution_timeout": timedelta(minutes=30),
+        "execution_timeout": timedelta(minutes=STEP_TIMEOUT_MINUTES),
+        "on_failure_callback": task_failure_alert,
     },
 )
 def engagement_daily() -> None:
     @task
-    def list_sources() -> list[str]:
+    def list_sources(pool: str) -> list[str]:
         from engage.config import load_sources
+        from engage.pools import pool_of_kind
         from engage.settings import load_settings
 
-        return [s.name for s in load_sources(load_settings().sources_path).enabled()]
+        sources = load_sources(load_settings().sources_path).enabled()
+        return [s.name for s in sources if pool_of_kind(s.kind) == pool]
 
-    @task(max_active_tis_per_dagrun=MAX_PARALLEL_SOURCES, map_index_template="{{ source_name }}")
+    @task(
+        max_active_tis_per_dagrun=MAX_PARALLEL_SOURCES,
+        map_index_template="{{ source_name }}",
+        execution_timeout=timedelta(minutes=COLLECT_TIMEOUT_MINUTES),
+    )
     def collect(source_name: str, data_interval_start: Any = None) -> dict[str, Any]:
         from engage import pipeline
 
@@ -128,8 +144,12 @@ def engagement_daily() -> None:
         counts = build_facts_day(settings, config, run_date, engine=pipeline.open_warehouse(settings))
         return {"sources": counts.sources, "accounts": counts.accounts, "stage_changes": counts.stage_changes}
 
-    names = list_sources()
-    collected = collect.expand(source_name=names)
+    collected = [
+        collect.override(task_id=f"collect_{task_suffix(pool)}", pool=pool).expand(
+            source_name=list_sources.override(task_id=f"list_{task_suffix(pool)}")(pool)
+        )
+        for pool in POOLS
+    ]
     # The steps after the load, in the order of engage.pipeline.AFTER_LOAD.
     after_load = [load(), classify(), build_facts()]
     collected >> after_load[0]

@@ -66,7 +66,11 @@ def test_dagbag_has_no_import_errors_and_the_intended_graph(tmp_path: Path) -> N
         for t in sorted(dag.tasks, key=lambda t: t.task_id):
             print("EDGE", t.task_id, sorted(t.downstream_task_ids))
         print("MAXRUNS", dag.max_active_runs, "CATCHUP", dag.catchup)
-        print("RETRIES", dag.get_task("collect").retries)
+        print("RETRIES", dag.get_task("collect_feeds").retries)
+        for t in dag.tasks:
+            print("POOL", t.task_id, t.pool)
+            print("TIMEOUT", t.task_id, t.execution_timeout)
+            print("CALLBACK", t.task_id, bool(t.on_failure_callback))
         print("TRIGGER", str(dag.get_task("load").trigger_rule.value), str(dag.get_task("summary").trigger_rule.value))
         """
     )
@@ -74,8 +78,19 @@ def test_dagbag_has_no_import_errors_and_the_intended_graph(tmp_path: Path) -> N
     proc = _run_python(code, env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
-    assert "EDGE list_sources ['collect']" in out
-    assert "EDGE collect ['load']" in out
+    from engage.pools import POOLS, read_pools_file, task_suffix
+
+    # One mapped collect task per platform pool, each in its pool; the pools
+    # file that `airflow pools import` reads defines every one of them.
+    assert set(POOLS) == set(read_pools_file())
+    for pool in POOLS:
+        name = task_suffix(pool)
+        assert f"EDGE list_{name} ['collect_{name}']" in out
+        assert f"EDGE collect_{name} ['load']" in out
+        assert f"POOL collect_{name} {pool}" in out
+    assert "TIMEOUT collect_feeds 0:30:00" in out
+    assert "TIMEOUT load 1:00:00" in out
+    assert "CALLBACK load True" in out and "CALLBACK collect_reddit True" in out
     assert "EDGE load ['classify']" in out
     assert "EDGE classify ['build_facts']" in out
     assert "EDGE build_facts ['summary']" in out

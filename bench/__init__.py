@@ -1,0 +1,1 @@
+"""Benchmarks: each compares against a plain baseline in the same run; figures in docs/."""

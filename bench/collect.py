@@ -1,0 +1,300 @@
+"""Benchmark: collecting many slow sources end to end, against a plain sequential loop.
+
+    .venv/bin/python -m bench.collect [--sources 1000] [--hosts 250] [--latency 0.2]
+                                      [--workers 256] [--baseline-sample N] [--sweep]
+
+A child process serves N feeds (RSS 2.0 blogs, Atom, and forum-style RSS
+of the kind Discourse and phpBB publish, with authors and comment counts)
+from H loopback addresses 127.0.0.2, 127.0.0.3, ..., each answering every
+request (robots.txt and 304s included) after ``--latency`` seconds, with
+ETag and Last-Modified. Then, in this process and on the same inputs:
+
+1. **baseline**: a plain sequential loop -- ``requests.get``, ``feedparser.parse``,
+   the entries inserted into a SQLite table, one commit per feed;
+2. **engage, first run**: the real ``collect_all`` + ``load_day`` into a
+   fresh SQLite warehouse, with raw landing, staging, robots.txt for every
+   host and the default per-host limits;
+3. **engage, second run** the next day: every source answers 304.
+
+It prints the times, the ratio baseline / first run (target: at least 15)
+and second run / first run (target: under 0.1), and checks that both loaded
+the same number of items. ``--baseline-sample N`` times the baseline on N
+sources and scales it to all of them (it is sequential, so its time is
+linear in the sources); ``--sweep`` also times the first run for several
+worker counts, per-host limits and load batch sizes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import multiprocessing
+import sqlite3
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date
+from email.utils import formatdate
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+LAST_MODIFIED = formatdate(1_763_600_000, usegmt=True)
+ROBOTS = b"User-agent: *\nDisallow: /admin/\n"
+WORDS = (
+    "pipeline forecast renewal pricing onboarding integration migration security audit dashboard "
+    "workflow budget vendor shortlist trial contract quota churn adoption rollout webhook export "
+    "sso permissions analytics roadmap support latency benchmark compliance procurement"
+).split()
+
+
+def feed_body(index: int, items: int) -> tuple[str, bytes]:
+    """The path and body of source ``index``: RSS, Atom or forum RSS, deterministic."""
+    style = index % 3
+    rng = hashlib.sha256(str(index).encode()).digest()
+
+    def words(n: int, salt: int) -> str:
+        return " ".join(WORDS[(rng[(salt + k) % 32] + k * 7 + salt) % len(WORDS)] for k in range(n))
+
+    entries = []
+    for k in range(items):
+        day = 1 + (index + k) % 28
+        text = f"<p>{words(60, k)}</p><p><a href='https://example.com/{index}/{k}'>{words(8, k + 3)}</a></p>" * 3
+        title = f"{words(6, k).capitalize()} #{index}-{k}"
+        author = f"user{(index * 7 + k) % 500}"
+        if style == 1:
+            entries.append(
+                f"<entry><id>urn:engage-bench:{index}:{k}</id><title>{title}</title>"
+                f"<link href='https://blog{index}.example.com/{k}'/><updated>2026-11-{day:02d}T10:00:00Z</updated>"
+                f"<author><name>{author}</name></author><content type='html'><![CDATA[{text}]]></content>"
+                f"<link rel='replies' href='https://blog{index}.example.com/{k}#c' thr:count='{k % 9}'/></entry>"
+            )
+        else:
+            extra = f"<category>{words(1, k)}</category>" if style == 2 else ""
+            entries.append(
+                f"<item><guid isPermaLink='false'>bench-{index}-{k}</guid><title>{title}</title>"
+                f"<link>https://site{index}.example.com/t/{k}</link><dc:creator>{author}</dc:creator>"
+                f"<pubDate>{day:02d} Nov 2026 10:00:00 GMT</pubDate>{extra}"
+                f"<description><![CDATA[{text}]]></description><slash:comments>{k % 11}</slash:comments></item>"
+            )
+    if style == 1:
+        body = (
+            "<?xml version='1.0' encoding='utf-8'?><feed xmlns='http://www.w3.org/2005/Atom' "
+            "xmlns:thr='http://purl.org/syndication/thread/1.0'>"
+            f"<title>Blog {index}</title><id>urn:engage-bench:{index}</id><updated>2026-11-20T00:00:00Z</updated>"
+            + "".join(entries) + "</feed>"
+        )
+        return f"/blog/{index}/atom.xml", body.encode()
+    ns = "xmlns:dc='http://purl.org/dc/elements/1.1/' xmlns:slash='http://purl.org/rss/1.0/modules/slash/'"
+    title = f"Forum {index} latest topics" if style == 2 else f"Blog {index}"
+    body = f"<?xml version='1.0' encoding='utf-8'?><rss version='2.0' {ns}><channel><title>{title}</title>" + "".join(entries) + "</channel></rss>"
+    return (f"/forum/{index}/latest.rss" if style == 2 else f"/blog/{index}/feed.xml"), body.encode()
+
+
+def kind_of(index: int) -> str:
+    return "atom" if index % 3 == 1 else "rss"
+
+
+# --- the loopback servers (in a child process, so they do not share our GIL) --------
+
+
+def _serve(addresses: list[str], sources: int, items: int, latency: float, conn: Any) -> None:
+    bodies: dict[str, tuple[bytes, str]] = {}
+    for index in range(sources):
+        path, body = feed_body(index, items)
+        bodies[path] = (body, '"' + hashlib.sha256(body).hexdigest()[:16] + '"')
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            time.sleep(latency)
+            if self.path == "/robots.txt":
+                return self._send(200, ROBOTS, None)
+            found = bodies.get(self.path)
+            if found is None:
+                return self._send(404, b"not found", None)
+            body, etag = found
+            if self.headers.get("If-None-Match") == etag:
+                return self._send(304, b"", etag)
+            self._send(200, body, etag)
+
+        def _send(self, status: int, body: bytes, etag: str | None) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/xml" if etag else "text/plain")
+            if etag:
+                self.send_header("ETag", etag)
+                self.send_header("Last-Modified", LAST_MODIFIED)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            return
+
+    class Server(ThreadingHTTPServer):
+        request_queue_size = 128
+        daemon_threads = True
+
+    servers = [Server((address, 0), Handler) for address in addresses]
+    for server in servers:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    conn.send([f"http://{s.server_address[0]}:{s.server_address[1]}" for s in servers])
+    conn.recv()  # until the parent says stop
+
+
+@contextmanager
+def loopback_sites(hosts: int, sources: int, items: int, latency: float) -> Iterator[list[str]]:
+    if hosts > 253:
+        raise SystemExit("at most 253 hosts: 127.0.0.2 .. 127.0.0.254")
+    addresses = [f"127.0.0.{2 + i}" for i in range(hosts)]
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe()
+    process = ctx.Process(target=_serve, args=(addresses, sources, items, latency, child), daemon=True)
+    process.start()
+    try:
+        yield parent.recv()
+    finally:
+        parent.send("stop")
+        process.join(10)
+        if process.is_alive():
+            process.terminate()
+
+
+def source_urls(bases: list[str], sources: int, items: int) -> list[str]:
+    return [bases[i % len(bases)] + feed_body(i, 0)[0] for i in range(sources)]
+
+
+# --- the plain baseline -------------------------------------------------------------
+
+
+def baseline(urls: list[str], db_path: Path) -> tuple[float, int]:
+    """requests + feedparser, one feed after the other, entries into SQLite: (seconds, items)."""
+    import feedparser
+    import requests
+
+    db = sqlite3.connect(db_path)
+    db.execute("create table if not exists entry (feed text, guid text, title text, link text, published text, summary text, primary key (feed, guid))")
+    started = time.perf_counter()
+    count = 0
+    with requests.Session() as session:
+        for url in urls:
+            resp = session.get(url, timeout=10)
+            parsed = feedparser.parse(io.BytesIO(resp.content), response_headers=dict(resp.headers))
+            rows = [(url, e.get("id") or e.get("link"), e.get("title"), e.get("link"), e.get("published") or e.get("updated"), e.get("summary")) for e in parsed.entries]
+            db.executemany("insert or replace into entry values (?, ?, ?, ?, ?, ?)", rows)
+            db.commit()
+            count += len(rows)
+    seconds = time.perf_counter() - started
+    db.close()
+    return seconds, count
+
+
+# --- engage -------------------------------------------------------------------------
+
+
+def write_sources(path: Path, urls: list[str], max_concurrency: int | None) -> None:
+    star = ", ".join(["robots: true"] + ([f"max_concurrency: {max_concurrency}"] if max_concurrency else []))
+    lines = [f'hosts: {{"*": {{{star}}}}}', "sources:"]
+    lines += [f'  - {{name: bench-{i}, kind: {kind_of(i)}, url: "{url}"}}' for i, url in enumerate(urls)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def engage_run(home: Path, urls: list[str], *, workers: int, max_concurrency: int | None = None,
+               load_batch: int | None = None, days: int = 2) -> list[dict[str, Any]]:
+    """Daily runs (collect_all + load_day) on a fresh warehouse; one dict of figures per run."""
+    from sqlalchemy import func, select
+
+    from engage import pipeline
+    from engage.config import load_sources
+    from engage.settings import Settings
+    from engage.warehouse.db import make_engine, migrate
+    from engage.warehouse.schema import content_item
+
+    home.mkdir(parents=True, exist_ok=True)
+    sources_file = home / "sources.yml"
+    write_sources(sources_file, urls, max_concurrency)
+    settings = Settings(home=home, warehouse_url=f"sqlite:///{home / 'warehouse.db'}", sources_path=sources_file)
+    config = load_sources(sources_file)
+    engine = make_engine(settings.warehouse_url)
+    migrate(engine)
+    load_kw = {"batch_sources": load_batch} if load_batch else {}
+    figures = []
+    for day in range(days):
+        run_date = date(2026, 11, 20 + day)
+        started = time.perf_counter()
+        outcomes = pipeline.collect_all(settings, config, run_date, engine=engine, max_workers=workers)
+        collected = time.perf_counter()
+        pipeline.load_day(settings, config, run_date, engine=engine, **load_kw)
+        loaded = time.perf_counter()
+        with engine.connect() as conn:
+            items = conn.execute(select(func.count()).select_from(content_item)).scalar_one()
+        statuses: dict[str, int] = {}
+        for outcome in outcomes:
+            statuses[outcome.status] = statuses.get(outcome.status, 0) + 1
+        failed = [o for o in outcomes if o.status == "failed"][:3]
+        figures.append({
+            "seconds": loaded - started, "collect": collected - started, "load": loaded - collected,
+            "items": items, "statuses": statuses, "failed": [(o.source, o.error) for o in failed],
+        })
+    engine.dispose()
+    return figures
+
+
+def _line(label: str, run: dict[str, Any]) -> str:
+    return (f"{label}: {run['seconds']:6.2f} s (collect {run['collect']:.2f} s, load {run['load']:.2f} s), "
+            f"{run['items']:,} items in the warehouse, {run['statuses']}")
+
+
+def sweep(urls: list[str], root: Path, workers: int) -> None:
+    print("\nsweep (first run only; each on a fresh warehouse):")
+    for w in (16, 64, 128, workers, 512):
+        run = engage_run(root / f"w{w}", urls, workers=w, days=1)[0]
+        print(_line(f"  workers {w:4}, per-host limit default", run))
+    for limit in (1, 2, 8):
+        run = engage_run(root / f"c{limit}", urls, workers=workers, max_concurrency=limit, days=1)[0]
+        print(_line(f"  workers {workers:4}, max_concurrency {limit}   ", run))
+    run = engage_run(root / "b1", urls, workers=workers, load_batch=1, days=1)[0]
+    print(_line(f"  workers {workers:4}, load one source per transaction", run))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sources", type=int, default=1000)
+    parser.add_argument("--hosts", type=int, default=250, help="loopback addresses 127.0.0.2 ... (at most 253)")
+    parser.add_argument("--latency", type=float, default=0.2, help="server delay before every answer, seconds")
+    parser.add_argument("--items", type=int, default=15, help="entries per feed")
+    parser.add_argument("--workers", type=int, default=256, help="collect_all's max_workers")
+    parser.add_argument("--baseline-sample", type=int, default=0, help="time the baseline on this many sources and scale (0: all)")
+    parser.add_argument("--sweep", action="store_true", help="also time other worker counts, limits and load batching")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="engage-bench-") as tmp, loopback_sites(
+        args.hosts, args.sources, args.items, args.latency
+    ) as bases:
+        root = Path(tmp)
+        urls = source_urls(bases, args.sources, args.items)
+        print(f"{args.sources} sources on {len(bases)} loopback hosts, {args.latency * 1000:.0f} ms per answer, "
+              f"{args.items} entries per feed ({len(feed_body(0, args.items)[1]) // 1024} KB)")
+        first, second = engage_run(root / "engage", urls, workers=args.workers)
+        print(_line(f"engage, first run ({args.workers} workers)", first))
+        print(_line("engage, second run (all 304)", second))
+        for run in (first, second):
+            if run["failed"]:
+                print("  failures:", run["failed"])
+        sample = urls if not args.baseline_sample else urls[: args.baseline_sample]
+        base_seconds, base_items = baseline(sample, root / "baseline.db")
+        scaled = base_seconds * len(urls) / len(sample)
+        note = "" if len(sample) == len(urls) else f" (timed on {len(sample)} sources, scaled)"
+        print(f"baseline, sequential requests + feedparser + sqlite3: {scaled:6.2f} s{note}, {base_items:,} items")
+        if len(sample) == len(urls) and base_items != first["items"]:
+            print(f"  WARNING: item counts differ (baseline {base_items}, engage {first['items']})")
+        print(f"ratio baseline / engage first run: {scaled / first['seconds']:.1f}x (target >= 15)")
+        print(f"second run / first run: {second['seconds'] / first['seconds']:.3f} (target < 0.1)")
+        if args.sweep:
+            sweep(urls, root, args.workers)
+
+
+if __name__ == "__main__":
+    main()
