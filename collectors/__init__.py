@@ -87,7 +87,44 @@ KINDS: dict[str, Kind] = {
     ),
     "discourse": Kind(
         "collectors.discourse:collect",
-        options={"category": str, "max_pages": int, "max_threads": int, "max_posts": int, "backfill_days": int},
+        options={
+            "category": str,
+            "max_pages": int,
+            "max_threads": int,
+            "max_posts": int,
+            "backfill_days": int,
+        },
+    ),
+    "html_forum": Kind(
+        "collectors.html_forum:collect",
+        options={
+            "preset": str,
+            **dict.fromkeys(
+                (
+                    "thread_link",
+                    "list_item",
+                    "list_replies",
+                    "list_views",
+                    "title",
+                    "post",
+                    "post_id",
+                    "post_number",
+                    "author",
+                    "author_title",
+                    "date",
+                    "body",
+                    "likes",
+                    "next_page",
+                ),
+                str,
+            ),
+            "date_attr": str,
+            "date_format": (str, list),
+            "timezone": str,
+            "single_thread": bool,
+            "max_pages": int,
+            "max_threads": int,
+        },
     ),
 }
 
