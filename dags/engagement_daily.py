@@ -18,8 +18,16 @@ the day.
 - **classify** labels new and changed items with the current stage model
   (items of an older model are reclassified by `stage_reclassify`, in the
   background).
+- **check_quality** runs the data-quality checks on the day
+  (`transforms.quality`): wrong data (duplicate or null keys, labels
+  outside their domain, orphaned rows) fails the run loudly; a stale
+  source or an unusual row count is printed as a warning and kept in
+  `quality_check`.
 - **build_facts** matches new authors to prospects and rebuilds the day's
   facts (`fct_*` tables, account stage history) in one transaction.
+- **apply_retention** removes raw responses past their retention
+  (`ENGAGE_RAW_RETENTION_DAYS`), and anonymises people never matched to a prospect and not
+  seen for `ENGAGE_UNMATCHED_RETENTION_DAYS`.
 - **summary** prints the counts per source and fails the run, after
   everything else is done, if any source failed.
 
@@ -136,6 +144,23 @@ def engagement_daily() -> None:
         return {"classified": counts.classified, "model_version": counts.model_version}
 
     @task
+    def check_quality(data_interval_start: Any = None) -> dict[str, int]:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from engage import pipeline
+        from engage.errors import DataQualityError
+        from transforms.quality import quality_step
+
+        settings, config, run_date = _context_objects(data_interval_start)
+        try:
+            report = quality_step(settings, config, run_date, engine=pipeline.open_warehouse(settings))
+        except DataQualityError as exc:
+            raise AirflowFailException(str(exc)) from None  # wrong data: retrying will not help
+        for finding in report.warnings:
+            print("WARNING", finding.describe())
+        return {"checks": len(report.results), "warnings": len(report.warnings)}
+
+    @task
     def build_facts(data_interval_start: Any = None) -> dict[str, int]:
         from engage import pipeline
         from transforms.facts import build_facts_day
@@ -144,6 +169,14 @@ def engagement_daily() -> None:
         counts = build_facts_day(settings, config, run_date, engine=pipeline.open_warehouse(settings))
         return {"sources": counts.sources, "accounts": counts.accounts, "stage_changes": counts.stage_changes}
 
+    @task
+    def apply_retention(data_interval_start: Any = None) -> dict[str, int]:
+        from engage import pipeline
+        from engage.privacy import retention_step
+
+        settings, config, run_date = _context_objects(data_interval_start)
+        return retention_step(settings, config, run_date, engine=pipeline.open_warehouse(settings))
+
     collected = [
         collect.override(task_id=f"collect_{task_suffix(pool)}", pool=pool).expand(
             source_name=list_sources.override(task_id=f"list_{task_suffix(pool)}")(pool)
@@ -151,7 +184,7 @@ def engagement_daily() -> None:
         for pool in POOLS
     ]
     # The steps after the load, in the order of engage.pipeline.AFTER_LOAD.
-    after_load = [load(), classify(), build_facts()]
+    after_load = [load(), classify(), check_quality(), build_facts(), apply_retention()]
     collected >> after_load[0]
     chain(*after_load, summary())
 

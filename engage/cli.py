@@ -221,10 +221,15 @@ from engage.cli_people import crm as _crm_group  # noqa: E402
 from engage.cli_people import facts as _facts_group  # noqa: E402
 from engage.cli_people import match as _match_group  # noqa: E402
 from engage.cli_people import referrals as _referrals_group  # noqa: E402
+from engage.cli_privacy import forget as _forget_command  # noqa: E402
+from engage.cli_privacy import quality as _quality_command  # noqa: E402
 from engage.cli_raw import raw as _raw_group  # noqa: E402
 from engage.cli_raw import reparse as _reparse_command  # noqa: E402
+from engage.cli_reports import report as _report_command  # noqa: E402
 
 main.add_command(_model_group)
+main.add_command(_forget_command)
+main.add_command(_quality_command)
 main.add_command(_label_group)
 main.add_command(_crm_group)
 main.add_command(_referrals_group)
@@ -232,6 +237,7 @@ main.add_command(_match_group)
 main.add_command(_facts_group)
 main.add_command(_reparse_command)
 main.add_command(_raw_group)
+main.add_command(_report_command)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

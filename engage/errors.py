@@ -35,3 +35,7 @@ class WarehouseError(EngageError):
 
 class ModelError(EngageError):
     """A model artifact is missing, untrusted or incompatible."""
+
+
+class DataQualityError(EngageError):
+    """A data-quality check found data that is wrong (not merely unusual)."""

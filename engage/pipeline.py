@@ -430,8 +430,9 @@ def previous_day(day: date) -> date:
 # them in this order and the DAG has one task per step.
 AFTER_LOAD: list[tuple[str, str]] = [
     ("classify", "transforms.classify:classify_day"),
+    ("check_quality", "transforms.quality:quality_step"),
     ("build_facts", "transforms.facts:build_facts_day"),
-    ("prune_raw", "engage.raw:prune_step"),
+    ("apply_retention", "engage.privacy:retention_step"),
 ]
 
 

@@ -91,9 +91,12 @@ def test_dagbag_has_no_import_errors_and_the_intended_graph(tmp_path: Path) -> N
     assert "TIMEOUT collect_feeds 0:30:00" in out
     assert "TIMEOUT load 1:00:00" in out
     assert "CALLBACK load True" in out and "CALLBACK collect_reddit True" in out
-    assert "EDGE load ['classify']" in out
-    assert "EDGE classify ['build_facts']" in out
-    assert "EDGE build_facts ['summary']" in out
+    # The steps after the load, in the order `engage run` runs them.
+    from engage.pipeline import AFTER_LOAD
+
+    steps = ["load", *(name for name, _ in AFTER_LOAD), "summary"]
+    for before, after in zip(steps, steps[1:], strict=False):
+        assert f"EDGE {before} ['{after}']" in out, (before, after)
     assert "MAXRUNS 1 CATCHUP False" in out
     assert "TRIGGER all_done all_done" in out
 

@@ -412,3 +412,36 @@ account_stage_history = Table(
     Column("previous_stage", String(20)),
     UniqueConstraint("account_id", "entered_date", name="uq_account_stage_history_natural_key"),
 )
+
+# --- Data quality and privacy (migration 0004) --------------------------------
+
+QUALITY_SEVERITIES = ("error", "warning")
+
+quality_check = Table(
+    "quality_check",
+    metadata,
+    # One row per check, subject and day: rerunning the day's checks replaces them.
+    Column("check_date", Date, nullable=False),
+    Column("check_name", String(60), nullable=False),
+    Column("subject", String(200), nullable=False),  # a table, or a source's name
+    Column("severity", String(10), nullable=False),  # error: fails the run; warning: reported
+    Column("passed", Boolean, nullable=False),
+    Column("observed", Float),
+    Column("expected", Float),
+    Column("detail", Text),
+    Column("checked_at", _tz(), nullable=False),
+    UniqueConstraint("check_date", "check_name", "subject", name="uq_quality_check_natural_key"),
+)
+
+privacy_request = Table(
+    "privacy_request",
+    metadata,
+    # A forget request, kept without the person's data: only an unsalted
+    # SHA-256 of the normalised identifier, so a repeat is recognised.
+    Column("request_id", Integer, primary_key=True, autoincrement=True),
+    Column("identifier_kind", String(10), nullable=False),  # email | handle
+    Column("identifier_sha256", String(64), nullable=False),
+    Column("requested_at", _tz(), nullable=False),
+    Column("removed_json", Text, nullable=False),  # rows removed per table, files removed
+    UniqueConstraint("identifier_sha256", "requested_at", name="uq_privacy_request_natural_key"),
+)
