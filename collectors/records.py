@@ -63,6 +63,9 @@ class ObservationRecord:
     subject_external_id: str
     metric: str
     value: float
+    # The day the value was true, ISO 8601 (YYYY-MM-DD), when the source says so
+    # (a dated export row); None: the run's day.
+    observed_date: str | None = None
 
 
 @dataclass
@@ -79,6 +82,9 @@ class CollectResult:
     watermark: str | None = None
     warnings: list[str] = field(default_factory=list)
     requests: int = 0
+    # Rows for the ``referral`` table (web-analytics exports read by the ``csv``
+    # kind), as ``transforms.referrals.referral_rows`` makes them, dates in ISO.
+    referrals: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

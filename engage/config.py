@@ -199,6 +199,8 @@ def load_sources(path: str | Path) -> SourcesConfig:
         if kind == "csv":
             if parts.scheme not in ("", "file", "http", "https"):
                 raise _fail(path, f"{label}, field 'url'", f"{url!r} is not a file path or URL")
+            if not parts.scheme and not Path(url).expanduser().is_absolute():
+                url = str(path.parent / url)  # a path relative to the sources file's folder
         elif parts.scheme not in ("http", "https") or not parts.netloc:
             raise _fail(path, f"{label}, field 'url'", f"{url!r} is not an http(s) URL")
         for flag in ("own", "enabled"):

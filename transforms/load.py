@@ -24,6 +24,7 @@ class LoadCounts:
     authors: int = 0
     items: int = 0
     observations: int = 0
+    referrals: int = 0
 
 
 def content_hash(title: str | None, text: str | None) -> str:
@@ -144,13 +145,14 @@ def load_result(
             "metric": o.metric,
             "value": float(o.value),
             "observed_at": collected_at,
-            "observed_date": run_date,
+            # A dated export row (the csv kind) says its own day; else the run's.
+            "observed_date": date.fromisoformat(o.observed_date) if o.observed_date else run_date,
         }
         for o in result.observations
     ]
     # One observation per subject, metric and day: a rerun replaces the value.
     dedup = {
-        (r["subject_type"], r["subject_external_id"], r["metric"]): r for r in obs_rows
+        (r["subject_type"], r["subject_external_id"], r["metric"], r["observed_date"]): r for r in obs_rows
     }
     counts.observations = upsert(
         conn,
@@ -159,6 +161,10 @@ def load_result(
         key=["source_id", "subject_type", "subject_external_id", "metric", "observed_date"],
         update=["value", "observed_at"],
     )
+    if result.referrals:
+        from transforms.referrals import store_referrals
+
+        counts.referrals = store_referrals(conn, result.referrals)
     conn.execute(
         update(source)
         .where(source.c.source_id == source_id)

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import csv
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, select
 
 from engage.errors import EngageError
 from engage.warehouse.db import upsert
@@ -114,6 +115,23 @@ def import_referrals(engine: Engine, path: Path, *, site: str | None = None) -> 
             records = list(reader)
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise ReferralImportError(f"{path}: cannot read the referrals export: {exc}") from exc
+    rows = referral_rows(header, enumerate(records, start=2), where=str(path), imported_from=path.name, site=site)
+    attribute(engine, rows)
+    with engine.begin() as conn:
+        upsert(conn, referral, rows, key=["referral_date", "referral_key"])
+    return len(rows)
+
+
+def referral_rows(
+    header: list[str],
+    records: Iterable[tuple[int, dict[str, str]]],
+    *,
+    where: str,
+    imported_from: str,
+    site: str | None = None,
+) -> list[dict[str, Any]]:
+    """Referral rows from the ``(line number, record)`` pairs of an export whose
+    columns are ``header``; errors name ``where`` and the line."""
     columns: dict[str, str] = {}
     lowered = {n.strip().lower(): n for n in header if n}
     for field, names in COLUMNS.items():
@@ -123,9 +141,9 @@ def import_referrals(engine: Engine, path: Path, *, site: str | None = None) -> 
                 break
     for needed in ("date", "landing"):
         if needed not in columns:
-            raise ReferralImportError(f"{path}: needs a {needed!r} column (accepted: {', '.join(COLUMNS[needed])})")
+            raise ReferralImportError(f"{where}: needs a {needed!r} column (accepted: {', '.join(COLUMNS[needed])})")
     rows: dict[tuple[date, str], dict[str, Any]] = {}
-    for number, record in enumerate(records, start=2):
+    for number, record in records:
         def get(field: str, record: dict[str, str] = record) -> str | None:
             name = columns.get(field)
             value = (record.get(name) or "").strip() if name else ""
@@ -135,14 +153,18 @@ def import_referrals(engine: Engine, path: Path, *, site: str | None = None) -> 
         try:
             day = date.fromisoformat(raw_date) if "-" in raw_date else date(int(raw_date[:4]), int(raw_date[4:6]), int(raw_date[6:8]))
         except ValueError:
-            raise ReferralImportError(f"{path}:{number}: date {raw_date!r} is not YYYY-MM-DD or YYYYMMDD") from None
+            raise ReferralImportError(
+                f"{where}:{number}: column {columns['date']!r}: date {raw_date!r} is not YYYY-MM-DD or YYYYMMDD"
+            ) from None
         try:
             parsed = parse_referral(get("referrer"), get("landing") or "", utm={k: get(k) for k in UTM_KEYS}, base=site)
         except ReferralImportError as exc:
-            raise ReferralImportError(f"{path}:{number}: {exc}") from None
+            raise ReferralImportError(f"{where}:{number}: column {columns['landing']!r}: {exc}") from None
         sessions_text = (get("sessions") or "1").replace(",", "")
         if not sessions_text.isdigit():
-            raise ReferralImportError(f"{path}:{number}: sessions {sessions_text!r} is not a whole number")
+            raise ReferralImportError(
+                f"{where}:{number}: column {columns.get('sessions')!r}: sessions {sessions_text!r} is not a whole number"
+            )
         key = (day, parsed.key)
         if key in rows:
             rows[key]["sessions"] += int(sessions_text)
@@ -156,27 +178,39 @@ def import_referrals(engine: Engine, path: Path, *, site: str | None = None) -> 
             "landing_path": parsed.landing_path,
             **parsed.utm,
             "sessions": int(sessions_text),
-            "imported_from": path.name[:200],
+            "imported_from": imported_from[:200],
         }
-    attribute(engine, list(rows.values()))
-    with engine.begin() as conn:
-        upsert(conn, referral, list(rows.values()), key=["referral_date", "referral_key"])
-    return len(rows)
+    return list(rows.values())
+
+
+def store_referrals(conn: Connection, rows: list[dict[str, Any]]) -> int:
+    """Attribute and upsert referral rows inside the caller's transaction (the
+    daily load of a ``csv`` source with ``format: web_referrers``)."""
+    if not rows:
+        return 0
+    rows = [{**r, "referral_date": date.fromisoformat(str(r["referral_date"]))} for r in rows]
+    attribute_with(conn, rows)
+    return upsert(conn, referral, rows, key=["referral_date", "referral_key"])
 
 
 def attribute(engine: Engine, rows: list[dict[str, Any]]) -> None:
     """Fill landing_item_id, referring_item_id and source_id on referral rows."""
     with engine.connect() as conn:
-        items: dict[str, tuple[int, bool]] = {}
-        for r in conn.execute(select(content_item.c.item_id, content_item.c.url, content_item.c.is_ours).where(content_item.c.url.is_not(None))):
-            norm = normalise_url(r.url)
-            if norm and (norm not in items or r.is_ours):
-                items[norm] = (r.item_id, bool(r.is_ours))
-        hosts = {}
-        for r in conn.execute(select(source.c.source_id, source.c.url)):
-            host = (urlsplit(r.url).hostname or "").lower().removeprefix("www.")
-            if host:
-                hosts.setdefault(host, r.source_id)
+        attribute_with(conn, rows)
+
+
+def attribute_with(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """``attribute`` on an open connection."""
+    items: dict[str, tuple[int, bool]] = {}
+    for r in conn.execute(select(content_item.c.item_id, content_item.c.url, content_item.c.is_ours).where(content_item.c.url.is_not(None))):
+        norm = normalise_url(r.url)
+        if norm and (norm not in items or r.is_ours):
+            items[norm] = (r.item_id, bool(r.is_ours))
+    hosts = {}
+    for r in conn.execute(select(source.c.source_id, source.c.url)):
+        host = (urlsplit(r.url).hostname or "").lower().removeprefix("www.")
+        if host:
+            hosts.setdefault(host, r.source_id)
     for row in rows:
         landing = items.get(row["landing_url"])
         row["landing_item_id"] = landing[0] if landing and landing[1] else None
