@@ -4,7 +4,8 @@ The source's ``url`` is the forum (``https://meta.discourse.org``). Options:
 ``category`` (``slug`` or ``slug/id``: that category's topics instead of
 the whole forum), ``max_pages``, ``max_threads`` (topics fetched per run),
 ``max_posts`` (posts read per topic, the newest), ``backfill_days``, plus the
-common options. Each run:
+common options; ``token_env`` / ``conn_id`` give a user API key (sent as
+``User-Api-Key``) for forums that need a login. Each run:
 
 1. ``GET /latest.json`` (or ``/c/{slug}/{id}/l/latest.json``): topics by
    last activity, with ``users[]``; paged with ``?page=N`` while the answer
@@ -40,6 +41,7 @@ from collectors.common import (
     Harvest,
     Page,
     Records,
+    api_token,
     clean_reason,
     count,
     fragment_text,
@@ -217,7 +219,11 @@ def collect(ctx: CollectContext) -> CollectResult:
         path = listing_path(ctx.option("category"))
     except ConfigError as exc:
         raise ConfigError(f"source {ctx.source.name!r}: {exc}") from None
-    harvest = Harvest.start(ctx, {"Accept": "application/json"})
+    # A Discourse user API key goes in its own header (Discourse ignores bearer tokens).
+    token = api_token(ctx)
+    harvest = Harvest(
+        ctx=ctx, headers={"Accept": "application/json", **({"User-Api-Key": token} if token else {})}
+    )
     watermark = read_watermark(ctx, harvest.warnings)
     since = since_time(ctx, watermark)
     known = watermark.get("topics") if isinstance(watermark.get("topics"), dict) else {}

@@ -362,3 +362,18 @@ def test_realworld_files_parse(realworld: Path, httpserver: HTTPServer) -> None:
     assert records.items[0].kind == "reply" and records.items[0].author_external_id == "123"
     assert {(o.metric, o.value) for o in records.observations} >= {("likes", 3), ("reads", 2)}
     assert numbers == {2: "123456"}
+
+
+def test_user_api_key_goes_in_its_header_only(
+    httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DISCOURSE_KEY", "key-secret-42")
+    httpserver.expect_request("/latest.json", headers={"User-Api-Key": "key-secret-42"}).respond_with_json(
+        listing([])
+    )
+    result = collect(context(httpserver, token_env="DISCOURSE_KEY"))
+    assert result.items == [] and result.requests == 1
+    assert (
+        "key-secret-42" not in json.dumps(result.to_json())
+        and "key-secret-42" not in httpserver.log[0][0].url
+    )
