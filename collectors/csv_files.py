@@ -47,7 +47,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from collectors.base import CollectContext
@@ -68,6 +67,7 @@ DEFAULT_MAX_BYTES = 20_000_000
 MAX_FILES = 100
 MAX_ROWS = 200_000
 ITEM_FIELDS = ("id", "title", "text", "url", "published_at", "author")
+DELIMITERS = ",;\t|"
 FORMATS = ("linkedin_followers", "x_analytics", "web_referrers", "custom")
 _METRIC = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
@@ -168,11 +168,7 @@ def read_table(data: bytes, *, name: str) -> Table:
     body = "".join(lines[skipped:])
     if not body.strip():
         raise CsvError(f"{name}: no header row (the file is empty)")
-    try:
-        dialect: Any = csv.Sniffer().sniff(body[:20_000], delimiters=",;\t|")
-    except csv.Error:
-        dialect = csv.excel
-    reader = csv.reader(io.StringIO(body, newline=""), dialect)
+    reader = csv.reader(io.StringIO(body, newline=""), delimiter=_delimiter(body))
     try:
         header = [h.strip() for h in next(reader)]
         rows: list[tuple[int, dict[str, str]]] = []
@@ -188,6 +184,21 @@ def read_table(data: bytes, *, name: str) -> Table:
     except csv.Error as exc:
         raise CsvError(f"{name}:{skipped + reader.line_num}: not readable as CSV: {exc}") from None
     return Table(name=name, header=header, rows=rows, warnings=[warning] if warning else [])
+
+
+def _delimiter(body: str) -> str:
+    """The delimiter csv.Sniffer finds, if the header line has it; else the candidate
+    the header line has most of (the sniffer can be fooled by quoted text)."""
+    header = body.lstrip().split("\n", 1)[0]
+    counts = {d: header.count(d) for d in DELIMITERS}
+    try:
+        sniffed = csv.Sniffer().sniff(body[:20_000], delimiters=DELIMITERS).delimiter
+    except csv.Error:
+        sniffed = None
+    if sniffed and counts.get(sniffed):
+        return sniffed
+    best = max(counts, key=lambda d: counts[d])
+    return best if counts[best] else ","
 
 
 def parse_number(value: str) -> float | None:

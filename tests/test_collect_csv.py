@@ -155,6 +155,16 @@ def test_encodings_and_delimiters(encoded: bytes) -> None:
     assert table.rows == [(2, {"Date": "11/20/2026", "Total followers": "5"})]
 
 
+def test_the_delimiter_is_the_headers_even_when_quoted_text_is_full_of_others() -> None:
+    body = 'Tweet id,Tweet text,time\n1,"a; b; c; d; e",2026-11-19 14:03 +0000\n2,"f; g; h; i",2026-11-19 15:03 +0000\n'
+    table = read_table(body.encode(), name="x.csv")
+    assert table.header == ["Tweet id", "Tweet text", "time"]
+    assert table.rows[0] == (
+        2,
+        {"Tweet id": "1", "Tweet text": "a; b; c; d; e", "time": "2026-11-19 14:03 +0000"},
+    )
+
+
 def test_windows_1252_is_read_with_a_warning() -> None:
     text, warning = decode("Tweet text\nCaf\u00e9 \u2013 pipeline\n".encode("cp1252"), name="x.csv")
     assert "Café – pipeline" in text and warning == "x.csv: not UTF-8, read as Windows-1252"
