@@ -28,6 +28,11 @@ the day.
 - **apply_retention** removes raw responses past their retention
   (`ENGAGE_RAW_RETENTION_DAYS`), and anonymises people never matched to a prospect and not
   seen for `ENGAGE_UNMATCHED_RETENTION_DAYS`.
+- **report** writes the day's reports for sales and marketing (HTML and
+  CSV under `$ENGAGE_HOME/reports/<date>/`, see docs/reports.md) and sends
+  them and the new alerts where the sources file says. A failed delivery is
+  recorded in the report folder and printed as a warning: it never fails
+  the day.
 - **summary** prints the counts per source and fails the run, after
   everything else is done, if any source failed.
 
@@ -177,6 +182,19 @@ def engagement_daily() -> None:
         settings, config, run_date = _context_objects(data_interval_start)
         return retention_step(settings, config, run_date, engine=pipeline.open_warehouse(settings))
 
+    @task
+    def report(data_interval_start: Any = None) -> dict[str, Any]:
+        from engage import pipeline
+        from engage.reports.daily import report_step
+
+        settings, config, run_date = _context_objects(data_interval_start)
+        result = report_step(settings, config, run_date, engine=pipeline.open_warehouse(settings))
+        print(f"reports: {result.index} ({result.accounts} accounts, {len(result.alerts)} alerts)")
+        for failed in result.failed_deliveries:
+            print(f"WARNING delivery failed: {failed.what} by {failed.channel} to {failed.to}: {failed.error}")
+        return {"index": str(result.index), "accounts": result.accounts, "alerts": len(result.alerts),
+                "failed_deliveries": len(result.failed_deliveries)}
+
     collected = [
         collect.override(task_id=f"collect_{task_suffix(pool)}", pool=pool).expand(
             source_name=list_sources.override(task_id=f"list_{task_suffix(pool)}")(pool)
@@ -184,7 +202,7 @@ def engagement_daily() -> None:
         for pool in POOLS
     ]
     # The steps after the load, in the order of engage.pipeline.AFTER_LOAD.
-    after_load = [load(), classify(), check_quality(), build_facts(), apply_retention()]
+    after_load = [load(), classify(), check_quality(), build_facts(), apply_retention(), report()]
     collected >> after_load[0]
     chain(*after_load, summary())
 

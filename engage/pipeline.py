@@ -433,6 +433,7 @@ AFTER_LOAD: list[tuple[str, str]] = [
     ("check_quality", "transforms.quality:quality_step"),
     ("build_facts", "transforms.facts:build_facts_day"),
     ("apply_retention", "engage.privacy:retention_step"),
+    ("report", "engage.reports.daily:report_step"),
 ]
 
 
