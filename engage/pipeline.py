@@ -39,7 +39,7 @@ from engage.config import SourceConfig, SourcesConfig
 from engage.errors import EngageError
 from engage.raw import RawLanding
 from engage.settings import Settings
-from engage.warehouse.db import make_engine, require_current, upsert
+from engage.warehouse.db import make_engine, require_current, upsert, wait_for_warehouse
 from engage.warehouse.schema import collection_run, content_item, engagement_observation, source
 from transforms.load import load_result
 
@@ -81,7 +81,10 @@ def now() -> datetime:
 
 
 def open_warehouse(settings: Settings) -> Engine:
+    """The warehouse engine, once it answers (waiting ``ENGAGE_WAREHOUSE_WAIT_SECONDS``
+    while it is briefly unreachable) and is at the code's schema."""
     engine = make_engine(settings.warehouse_url)
+    wait_for_warehouse(engine, settings.warehouse_wait_seconds)
     require_current(engine)
     return engine
 

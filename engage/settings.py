@@ -11,6 +11,7 @@
 | ENGAGE_USER_AGENT | engage/<version> (+https://github.com/engage-oss/engage) | User-Agent header |
 | ENGAGE_RAW_RETENTION_DAYS | 90 | raw responses older than this many days are removed |
 | ENGAGE_UNMATCHED_RETENTION_DAYS | 365 | people never matched to a prospect and not seen for this many days are anonymised (0: never) |
+| ENGAGE_WAREHOUSE_WAIT_SECONDS | 60 | how long a step waits for an unreachable warehouse before failing (then Airflow retries the task) |
 | ENGAGE_FRESHNESS_DAYS | 2 | a source without a successful collection for longer is reported by the quality checks |
 | ENGAGE_QUALITY_MIN_RATIO | 0.3 | a source's rows for the day below this share of its recent median are reported |
 """
@@ -37,6 +38,7 @@ class Settings:
     user_agent: str = DEFAULT_USER_AGENT
     raw_retention_days: int = 90
     unmatched_retention_days: int = 365
+    warehouse_wait_seconds: float = 60.0
     freshness_days: int = 2
     quality_min_ratio: float = 0.3
     extra: dict[str, str] = field(default_factory=dict)
@@ -99,6 +101,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         user_agent=env.get("ENGAGE_USER_AGENT", DEFAULT_USER_AGENT),
         raw_retention_days=int(env.get("ENGAGE_RAW_RETENTION_DAYS", "90")),
         unmatched_retention_days=int(env.get("ENGAGE_UNMATCHED_RETENTION_DAYS", "365")),
+        warehouse_wait_seconds=float(env.get("ENGAGE_WAREHOUSE_WAIT_SECONDS", "60")),
         freshness_days=int(env.get("ENGAGE_FRESHNESS_DAYS", "2")),
         quality_min_ratio=float(env.get("ENGAGE_QUALITY_MIN_RATIO", "0.3")),
     )

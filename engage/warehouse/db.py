@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from sqlalchemy.exc import OperationalError
 
 from engage.errors import WarehouseError
 
+log = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 CHUNK = 500
 
@@ -76,6 +78,33 @@ def head_revision() -> str | None:
 
     with make_engine("sqlite://").connect() as conn:
         return ScriptDirectory.from_config(alembic_config(conn)).get_current_head()
+
+
+def wait_for_warehouse(engine: Engine, wait_seconds: float) -> None:
+    """Connect, retrying with exponential backoff and jitter for up to
+    ``wait_seconds`` while the warehouse is unreachable (a restart, a
+    failover, a network blip); then fail with a clear ``WarehouseError``."""
+    from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_random_exponential
+
+    def attempt() -> None:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+
+    retrying = Retrying(
+        retry=retry_if_exception_type(OperationalError),
+        wait=wait_random_exponential(multiplier=0.25, max=10),
+        stop=stop_after_delay(max(wait_seconds, 0)),
+        reraise=True,
+        before_sleep=lambda state: log.warning(
+            "the warehouse at %r is unreachable (attempt %d): retrying", engine.url, state.attempt_number
+        ),
+    )
+    try:
+        retrying(attempt)
+    except OperationalError as exc:
+        raise WarehouseError(
+            f"cannot reach the warehouse at {engine.url!r} (waited {wait_seconds:g} s): {exc.orig}"
+        ) from exc
 
 
 def require_current(engine: Engine) -> None:
