@@ -230,4 +230,10 @@ def demo_footer(settings: object) -> list[str]:
             f"  sqlite3 {db[len('sqlite:///'):]} \"select s.name, i.kind, i.published_at, i.title "
             "from content_item i join source s using (source_id) order by i.published_at desc limit 10;\""
         )
+    reports = getattr(settings, "reports_dir", None)
+    if reports is not None and (reports / "index.html").exists():
+        days = sorted(p.name for p in reports.iterdir() if p.is_dir() and (p / "index.html").exists())
+        if days:
+            lines.append(f"reports for sales and marketing: {reports / days[-1] / 'index.html'}")
+            lines.append(f"  every date: {reports / 'index.html'}  (engage report --date {days[-1]} writes them again)")
     return lines
