@@ -288,6 +288,9 @@ def test_per_owner_reports_and_index_pages(known: Engine, tmp_path: Path) -> Non
     assert dates == ["2026-11-20", "2026-11-19"]
     assert not (root / "2026-11-19" / "prospects.html").exists()
     assert (root / "2026-11-19" / "prospects-kim-closer.html").exists()
+    write_reports(known, D, root, CONFIG, owner="Kim Closer")  # one owner again: the others stay listed
+    links = {a.get("href") for a in lxml.html.parse(str(result.folder / "index.html")).getroot().iter("a")}
+    assert {"prospects.html", "prospects-kim-closer.html", "prospects-sam-seller.html"} <= links
 
 
 def test_collected_text_is_shown_as_text_never_run(known: Engine, tmp_path: Path) -> None:
@@ -434,3 +437,39 @@ def test_csv_cells_and_owner_file_names_are_safe() -> None:
         owner_slug("Sam Seller", taken) == "sam-seller" and owner_slug("sam  seller", taken) == "sam-seller-2"
     )
     assert owner_slug("李", taken) == "owner"
+
+
+def test_engage_report_command(
+    sqlite_engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from engage.cli import main
+
+    build_known_warehouse(sqlite_engine, tmp_path)
+    sources = tmp_path / "sources.yml"
+    sources.write_text(
+        "sources:\n  - {name: forum, kind: rss, url: 'https://community.example.com/feed'}\ntargets: {our_replies: 5}\n"
+    )
+    monkeypatch.setenv("ENGAGE_WAREHOUSE_URL", str(sqlite_engine.url))
+    monkeypatch.setenv("ENGAGE_SOURCES", str(sources))
+    monkeypatch.setenv("ENGAGE_HOME", str(tmp_path / "home"))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        main, ["report", "--date", "2026-11-20", "--owner", "Kim Closer", "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert (
+        "2026-11-20: 2 accounts, 3 alerts (3 new)" in result.output
+    )  # Kim's: Initech's two, and the waiting thread
+    assert f"reports: {out / '2026-11-20' / 'index.html'}" in result.output
+    assert [r["account"] for r in _csv(out / "2026-11-20" / "prospects-kim-closer.csv")] == [
+        "Initech",
+        "Umbrella",
+    ]
+    assert not (out / "2026-11-20" / "prospects.html").exists() and (out / "index.html").exists()
+    sent = CliRunner().invoke(main, ["report", "--date", "2026-11-20", "--out", str(out), "--send"])
+    assert sent.exit_code == 0 and "nothing to send" in sent.output
+    sources.write_text(sources.read_text() + "alerts: {wait_hours: soon}\n")
+    bad = CliRunner().invoke(main, ["report", "--date", "2026-11-20", "--out", str(out)])
+    assert bad.exit_code == 2 and "alerts, field 'wait_hours': 'soon' is not a positive number" in bad.output

@@ -403,6 +403,17 @@ def write_reports(
             [[a.kind, a.account, a.owner, a.text, a.url, a.new] for a in alerts],
         )
     )
+    if owner is not None:  # one owner's run keeps the other owners' pages on the day's index
+        try:
+            earlier = json.loads((folder / "day-index.json").read_text(encoding="utf-8")).get("owners", [])
+        except (OSError, ValueError, AttributeError):
+            earlier = []
+        kept = [
+            o
+            for o in earlier
+            if isinstance(o, dict) and o.get("owner") != owner and (folder / str(o.get("file"))).exists()
+        ]
+        owner_files = sorted(kept + owner_files, key=lambda o: str(o["owner"]))
     write_day_index(folder, day, account_count=len(report.accounts), owners=owner_files, alerts=alerts)
     result.files.append(folder / "index.html")
     write_root_index(root)
