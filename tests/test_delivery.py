@@ -228,3 +228,38 @@ def test_webhook_redirects_and_timeouts_are_failures(httpserver: HTTPServer) -> 
     )
     with pytest.raises(DeliveryError, match="HTTP 302"):
         post_webhook(httpserver.url_for("/hook"), {"text": "x"})
+
+
+def test_smtp_from_the_airflow_connection(
+    smtp_server: tuple[str, Inbox], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from engage.delivery import smtp_settings
+
+    url, inbox = smtp_server
+    port = int(url.split(":")[2].split("?")[0])
+    conn = json.dumps(
+        {
+            "conn_type": "smtp",
+            "host": "127.0.0.1",
+            "port": port,
+            "login": "",
+            "password": "",
+            "extra": {
+                "from_email": "airflow@acme.example",
+                "disable_ssl": True,
+                "disable_tls": True,
+                "timeout": 5,
+            },
+        }
+    )
+    monkeypatch.setenv("AIRFLOW_CONN_ENGAGE_SMTP", conn)  # how Airflow finds connections in the environment
+    smtp = smtp_settings({"AIRFLOW_CONN_ENGAGE_SMTP": conn})
+    assert smtp is not None and (smtp.host, smtp.port, smtp.use_ssl, smtp.starttls) == (
+        "127.0.0.1",
+        port,
+        False,
+        False,
+    )
+    send_email(smtp, ["sam@acme.example"], "from the connection", "hello")
+    assert inbox.messages[0][1]["From"] == "airflow@acme.example"
+    assert smtp_settings({}) is None  # nothing configured: no e-mail
