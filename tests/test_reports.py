@@ -363,7 +363,7 @@ def test_alerts_and_their_de_duplication(known: Engine, tmp_path: Path) -> None:
         ("decision_maker", "Globex"),  # Ann and Bob
         ("decision_maker", "Initech"),  # Eve
         ("stage_forward", "Initech"),
-        ("thread_waiting", ""),  # Dee's question in our pricing thread, 62 hours by the end of D
+        ("thread_waiting", "Initech"),  # Dee's question in our pricing thread, 62 hours by the end of D
     }
     assert len([a for a in result.alerts if a.kind == "decision_maker"]) == 3
     waiting = next(a for a in result.alerts if a.kind == "thread_waiting")

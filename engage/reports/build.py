@@ -658,6 +658,8 @@ def _waiting_threads(engine: Engine, end: datetime, wait_hours: float) -> list[A
                 thread.c.body_text.label("thread_body"),
                 thread.c.url.label("thread_url"),
                 source.c.name.label("source_name"),
+                account.c.name.label("account_name"),
+                account.c.owner,
             )
             .select_from(
                 content_item.join(
@@ -669,6 +671,12 @@ def _waiting_threads(engine: Engine, end: datetime, wait_hours: float) -> list[A
                 )
                 .join(source, source.c.source_id == content_item.c.source_id)
                 .outerjoin(author, author.c.author_id == content_item.c.author_id)
+                .outerjoin(author_match, author_match.c.author_id == content_item.c.author_id)
+                .outerjoin(prospect, prospect.c.prospect_id == author_match.c.prospect_id)
+                .outerjoin(
+                    account,
+                    account.c.account_id == func.coalesce(prospect.c.account_id, author_match.c.account_id),
+                )
             )
             .where(
                 thread.c.is_ours == True,  # noqa: E712 - SQL expression
@@ -693,8 +701,8 @@ def _waiting_threads(engine: Engine, end: datetime, wait_hours: float) -> list[A
             Alert(
                 "thread_waiting",
                 f"wait:{r.item_id}",
-                "",
-                "",
+                r.account_name or "",
+                r.owner or "",
                 f"{who} has waited {waited:.0f} h for our answer in {short_text(r.thread_title, r.thread_body, limit=120)!s} ({r.source_name})",
                 safe_url(r.url) or safe_url(r.thread_url),
             )
