@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import secrets
 import shutil
 import socket
@@ -28,6 +29,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
+from dotenv import dotenv_values
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -40,6 +43,14 @@ AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 ENGAGE = str(Path(sys.executable).with_name("engage"))
 DEMO_DAY = "2026-11-20"  # the day the demo's sample sources cover
 RUN_TIMEOUT = 150.0
+# The long-running Airflow services of docker-compose.yml (flower is optional).
+SERVICES = (
+    "airflow-apiserver",
+    "airflow-scheduler",
+    "airflow-dag-processor",
+    "airflow-triggerer",
+    "airflow-worker",
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.airflow, pytest.mark.postgres]
 
@@ -82,6 +93,33 @@ def databases(pg_server: PgServer) -> Iterator[tuple[str, str]]:
     pg_server.drop_database(warehouse)
 
 
+def _service(name: str) -> dict[str, object]:
+    """A service of docker-compose.yml, its ${...} left as they are except the worker's concurrency."""
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text(encoding="utf-8"))["services"]
+    service = dict(services[name])
+    service["command"] = re.sub(r"\$\{[^}]*:-([^}]*)\}", r"\1", service["command"])
+    return service
+
+
+def _replace_all(text_: str, replacements: dict[str, str]) -> str:
+    for old, new in replacements.items():
+        text_ = text_.replace(old, new)
+    return text_
+
+
+def _compose_environment(secrets_: dict[str, str]) -> dict[str, str]:
+    """x-airflow-common's environment, interpolated from .env.example (plus the given secrets)."""
+    values = {k: v or "" for k, v in dotenv_values(ROOT / ".env.example").items()} | secrets_
+    common = yaml.safe_load((ROOT / "docker-compose.yml").read_text(encoding="utf-8"))["x-airflow-common"]
+
+    def interpolate(match: re.Match[str]) -> str:
+        name, default = match[1], match[3] if match[2] == ":-" else ""
+        return values.get(name) or default
+
+    pattern = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:[-?])([^}]*))?\}")
+    return {k: pattern.sub(interpolate, str(v)) for k, v in common["environment"].items()}
+
+
 def _celery_env(
     tmp_path: Path,
     metadata_url: str,
@@ -91,44 +129,50 @@ def _celery_env(
     api_port: int,
     sources: Path,
 ) -> dict[str, str]:
-    """The compose file's x-airflow-common environment, pointed at local services."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "ENGAGE_"))}
+    """The compose file's Airflow environment, with its hosts and paths pointed at local ones."""
+    compose = _compose_environment(
+        {"AIRFLOW_DB_PASSWORD": "unused", "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32)}
+    )
     meta = make_url(metadata_url)
-    warehouse = make_url(warehouse_url)
+    # The same drivers as the compose file, on the test server.
+    compose_meta = make_url(compose["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"])
+    assert compose_meta.host == "postgres"
+    meta_url = meta.set(drivername=compose_meta.drivername).render_as_string(hide_password=False)
+    backend_scheme = compose["AIRFLOW__CELERY__RESULT_BACKEND"].split("://", 1)[0]
+    assert compose["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"].startswith("http://airflow-apiserver:8080/")
+    warehouse = make_url(warehouse_url).render_as_string(hide_password=False).split("://", 1)[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "ENGAGE_"))}
+    env.update({k: v for k, v in compose.items() if v != ""})
     env.update(
         {
             "AIRFLOW_HOME": str(tmp_path / "airflow"),
-            "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
             "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
-            "AIRFLOW__CORE__FERNET_KEY": "",
-            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
-            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": meta.set(drivername="postgresql+psycopg").render_as_string(
-                hide_password=False
-            ),
-            # Airflow's async engine would default to asyncpg; psycopg 3 does both.
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC": meta.set(
-                drivername="postgresql+psycopg"
-            ).render_as_string(hide_password=False),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": meta_url,
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC": meta_url,
             "AIRFLOW__CELERY__BROKER_URL": broker,
-            "AIRFLOW__CELERY__RESULT_BACKEND": "db+"
-            + meta.set(drivername="postgresql+psycopg").render_as_string(hide_password=False),
-            # Only the run this test triggers: no scheduled runs of the project's DAGs.
+            "AIRFLOW__CELERY__RESULT_BACKEND": f"{backend_scheme}://{meta_url.split('://', 1)[1]}",
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": compose[
+                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL"
+            ].replace("http://airflow-apiserver:8080", f"http://127.0.0.1:{api_port}"),
+            "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{api_port}",
+            "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": str(_free_port()),
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(tmp_path / "airflow" / "passwords.json"),
+            "AIRFLOW_CONN_ENGAGE_WAREHOUSE": f"postgresql://{warehouse}",
+            "ENGAGE_HOME": str(tmp_path / "engage"),
+            "ENGAGE_SOURCES": str(sources),
+            # Test-only: no scheduled runs besides the one this test starts, the
+            # tasks on a queue of their own, fast retries, free ports.
             "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
             "AIRFLOW__OPERATORS__DEFAULT_QUEUE": queue,
             "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(_free_port()),
-            "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(_free_port()),
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
             "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
-            # As in the compose file: the warehouse is an Airflow connection.
-            "AIRFLOW_CONN_ENGAGE_WAREHOUSE": "postgresql://"
-            + warehouse.render_as_string(hide_password=False).split("://", 1)[1],
-            "ENGAGE_HOME": str(tmp_path / "engage"),
-            "ENGAGE_SOURCES": str(sources),
             "ENGAGE_TASK_RETRIES": "0",
             "ENGAGE_RETRY_DELAY_SECONDS": "2",
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+            # What a container's HOSTNAME is: the name Airflow and Celery record.
+            "HOSTNAME": socket.gethostname(),
         }
     )
     return env
@@ -176,23 +220,18 @@ def test_engagement_daily_runs_on_celery_workers_against_postgresql(
         init_seconds = time.monotonic() - started
 
         # The long-running services, with the compose file's commands.
+        # Each service's compose command (the image's entrypoint runs `airflow <command>`),
+        # plus what a local process needs: a loopback port, fewer processes, the test queue.
+        local_args = {
+            "airflow-apiserver": ["--host", "127.0.0.1", "--port", str(api_port), "--workers", "1"],
+            "airflow-worker": ["--queues", queue, "--concurrency", "4"],
+        }
         commands = {
-            "api-server": [
-                AIRFLOW,
-                "api-server",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(api_port),
-                "--workers",
-                "1",
-            ],
-            "scheduler": [AIRFLOW, "scheduler"],
-            "dag-processor": [AIRFLOW, "dag-processor"],
-            "worker": [AIRFLOW, "celery", "worker", "--queues", queue, "--concurrency", "4"],
+            name: [AIRFLOW, *_service(name)["command"].split(), *local_args.get(name, [])]
+            for name in SERVICES
         }
         for name, args in commands.items():
-            out = (logs / f"{name}.log").open("w", encoding="utf-8")
+            out = (logs / f"{name.removeprefix('airflow-')}.log").open("w", encoding="utf-8")
             procs.append(
                 subprocess.Popen(
                     args, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True
@@ -296,6 +335,19 @@ def test_engagement_daily_runs_on_celery_workers_against_postgresql(
         wh.dispose()
         assert items > 0
         assert {r.name for r in runs} == demo_sources
+        # The compose file's healthchecks, run against the live services.
+        check_ports = {
+            "localhost:8080": f"127.0.0.1:{api_port}",
+            "localhost:8974": "127.0.0.1:" + env["AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT"],
+        }
+        for name in SERVICES:
+            kind, *test = _service(name)["healthcheck"]["test"]
+            args = ["bash", "-c", test[0].replace("$$", "$")] if kind == "CMD-SHELL" else test
+            args = [_replace_all(a, check_ports) for a in args]
+            check = subprocess.run(args, env=env, capture_output=True, text=True, timeout=90, cwd=ROOT)
+            assert check.returncode == 0, (
+                f"{name} healthcheck {args}: {check.stdout[-500:]} {check.stderr[-1500:]}"
+            )
         print(
             f"init {init_seconds:.1f} s, run done after {run_seconds:.1f} s; {len(tis)} task instances, {items} items"
         )
