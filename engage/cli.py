@@ -226,7 +226,6 @@ from engage.cli_privacy import quality as _quality_command  # noqa: E402
 from engage.cli_raw import raw as _raw_group  # noqa: E402
 from engage.cli_raw import reparse as _reparse_command  # noqa: E402
 from engage.cli_reports import report as _report_command  # noqa: E402
-from engage.cli_reports import report as _report_command  # noqa: E402
 
 main.add_command(_model_group)
 main.add_command(_forget_command)
@@ -238,7 +237,6 @@ main.add_command(_match_group)
 main.add_command(_facts_group)
 main.add_command(_reparse_command)
 main.add_command(_raw_group)
-main.add_command(_report_command)
 main.add_command(_report_command)
 
 if __name__ == "__main__":  # pragma: no cover
