@@ -120,6 +120,7 @@ def test_airflow_dags_test_runs_the_day_and_isolates_a_failing_source(
     feed = (ROOT / "engage/demo_data/site/acme-blog.xml").read_bytes()
     httpserver.expect_request("/good.xml").respond_with_data(feed, content_type="application/rss+xml")
     httpserver.expect_request("/bad.xml").respond_with_data("<html>gone</html>", status=410)
+    httpserver.expect_request("/alert", method="POST").respond_with_data("ok")
     sources = tmp_path / "sources.yml"
     sources.write_text(
         f"""sources:
@@ -138,6 +139,7 @@ def test_airflow_dags_test_runs_the_day_and_isolates_a_failing_source(
         "ENGAGE_SOURCES": str(sources),
         "ENGAGE_WAREHOUSE_URL": warehouse,
         "ENGAGE_TASK_RETRIES": "0",
+        "ENGAGE_ALERT_WEBHOOK_URL": httpserver.url_for("/alert"),
     }
     env = airflow_env(home, extra)
     proc = subprocess.run(
@@ -165,3 +167,10 @@ def test_airflow_dags_test_runs_the_day_and_isolates_a_failing_source(
     assert states.get("bad") == "failed", states
     assert states.get("load") == "success", states
     assert states.get("summary") == "failed", states
+
+    # Each failed task sent an alert to the webhook (the failure callback).
+    alerts = [req.get_json() for req, _ in httpserver.log if req.path == "/alert"]
+    subjects = sorted(a["subject"] for a in alerts)
+    assert any("collect_feeds[bad] failed for 2026-11-20" in s for s in subjects), subjects
+    assert any("summary failed for 2026-11-20" in s for s in subjects), subjects
+    assert all("good" not in s for s in subjects)
