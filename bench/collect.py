@@ -30,6 +30,7 @@ import argparse
 import hashlib
 import io
 import multiprocessing
+import os
 import sqlite3
 import tempfile
 import threading
@@ -202,7 +203,7 @@ def write_sources(path: Path, urls: list[str], max_concurrency: int | None) -> N
 
 
 def engage_run(home: Path, urls: list[str], *, workers: int, max_concurrency: int | None = None,
-               load_batch: int | None = None, days: int = 2) -> list[dict[str, Any]]:
+               load_batch: int | None = None, days: int = 2, processes: int = 1) -> list[dict[str, Any]]:
     """Daily runs (collect_all + load_day) on a fresh warehouse; one dict of figures per run."""
     from sqlalchemy import func, select
 
@@ -224,7 +225,9 @@ def engage_run(home: Path, urls: list[str], *, workers: int, max_concurrency: in
     for day in range(days):
         run_date = date(2026, 11, 20 + day)
         started = time.perf_counter()
-        outcomes = pipeline.collect_all(settings, config, run_date, engine=engine, max_workers=workers)
+        outcomes = pipeline.collect_all(
+            settings, config, run_date, engine=engine, max_workers=workers, processes=processes
+        )
         collected = time.perf_counter()
         pipeline.load_day(settings, config, run_date, engine=engine, **load_kw)
         loaded = time.perf_counter()
@@ -265,7 +268,8 @@ def main() -> None:
     parser.add_argument("--hosts", type=int, default=250, help="loopback addresses 127.0.0.2 ... (at most 253)")
     parser.add_argument("--latency", type=float, default=0.2, help="server delay before every answer, seconds")
     parser.add_argument("--items", type=int, default=15, help="entries per feed")
-    parser.add_argument("--workers", type=int, default=256, help="collect_all's max_workers")
+    parser.add_argument("--workers", type=int, default=256, help="collect_all's max_workers (threads per process)")
+    parser.add_argument("--processes", type=int, default=os.cpu_count() or 1, help="collect_all's processes (default: the CPUs)")
     parser.add_argument("--baseline-sample", type=int, default=0, help="time the baseline on this many sources and scale (0: all)")
     parser.add_argument("--sweep", action="store_true", help="also time other worker counts, limits and load batching")
     args = parser.parse_args()
@@ -277,8 +281,8 @@ def main() -> None:
         urls = source_urls(bases, args.sources, args.items)
         print(f"{args.sources} sources on {len(bases)} loopback hosts, {args.latency * 1000:.0f} ms per answer, "
               f"{args.items} entries per feed ({len(feed_body(0, args.items)[1]) // 1024} KB)")
-        first, second = engage_run(root / "engage", urls, workers=args.workers)
-        print(_line(f"engage, first run ({args.workers} workers)", first))
+        first, second = engage_run(root / "engage", urls, workers=args.workers, processes=args.processes)
+        print(_line(f"engage, first run ({args.processes} x {args.workers} workers)", first))
         print(_line("engage, second run (all 304)", second))
         for run in (first, second):
             if run["failed"]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
@@ -145,5 +146,6 @@ def validate_options(kind: str, options: dict[str, Any]) -> None:
             raise ConfigError(f"field {name!r} has the wrong type ({type(value).__name__})")
 
 
+@cache
 def collector_for(kind: str) -> Callable[[CollectContext], CollectResult]:
     return KINDS[kind].load()

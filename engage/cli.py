@@ -133,7 +133,8 @@ def _report_failures(summary: list[Any]) -> None:
 @click.option("--date", "run_date", type=DATE, default=_today, show_default="today (UTC)", help="Logical date of the run.")
 @click.option("--source", "names", multiple=True, help="Only these sources (repeatable).")
 @click.option("--workers", default=8, show_default=True, help="Sources collected at once.")
-def collect(run_date: date, names: tuple[str, ...], workers: int) -> None:
+@click.option("--processes", type=int, default=None, show_default="the CPUs (at most 4) from 100 sources on, else 1", help="Processes collecting at once (each with --workers threads).")
+def collect(run_date: date, names: tuple[str, ...], workers: int, processes: int | None) -> None:
     """Collect sources for a day and load them into the warehouse."""
     from dataclasses import replace
 
@@ -146,7 +147,10 @@ def collect(run_date: date, names: tuple[str, ...], workers: int) -> None:
             chosen = [config.get(n) for n in names]
             config = replace(config, sources=tuple(chosen))
         engine = pipeline.open_warehouse(settings)
-        pipeline.collect_all(settings, config, run_date, engine=engine, max_workers=workers)
+        pipeline.collect_all(
+            settings, config, run_date, engine=engine, max_workers=workers,
+            processes=pipeline.default_processes(config, processes),
+        )
         pipeline.load_day(settings, config, run_date, engine=engine)
         summary = pipeline.summarize_day(settings, config, run_date, engine=engine)
     except ConfigError as exc:
@@ -160,14 +164,17 @@ def collect(run_date: date, names: tuple[str, ...], workers: int) -> None:
 @main.command()
 @click.option("--date", "run_date", type=DATE, default=_today, show_default="today (UTC)", help="Logical date of the run.")
 @click.option("--workers", default=8, show_default=True, help="Sources collected at once.")
-def run(run_date: date, workers: int) -> None:
+@click.option("--processes", type=int, default=None, show_default="the CPUs (at most 4) from 100 sources on, else 1", help="Processes collecting at once (each with --workers threads).")
+def run(run_date: date, workers: int, processes: int | None) -> None:
     """The whole daily pipeline without the scheduler (same steps as the DAG)."""
     from engage import pipeline
 
     settings = _settings()
     try:
         config = _config(settings)
-        summary = pipeline.run_day(settings, config, run_date, max_workers=workers)
+        summary = pipeline.run_day(
+            settings, config, run_date, max_workers=workers, processes=pipeline.default_processes(config, processes)
+        )
     except ConfigError as exc:
         _fail(str(exc), code=2)
     except EngageError as exc:

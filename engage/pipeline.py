@@ -396,15 +396,93 @@ def collect_all(
     *,
     engine: Engine | None = None,
     max_workers: int = 8,
+    processes: int = 1,
 ) -> list[CollectOutcome]:
     """Collect every enabled source concurrently; failures are outcomes, not raises.
 
     The sources share one ``Politeness`` (robots.txt, per-host limits), and
     at most a host's ``max_concurrency`` sources run at once, so the sources
     of a slow host queue among themselves while other hosts go on.
+
+    Parsing is CPU work, and threads share one core: with ``processes`` > 1
+    the hosts are split into that many groups (every source of a host in the
+    same group, so its limits still hold), each collected by its own process
+    with ``max_workers`` threads. In Airflow each source is its own task, so
+    this is for ``engage run`` and ``engage collect``.
     """
     engine = engine or open_warehouse(settings)
     ids = sync_sources(engine, config)
+    groups = _host_groups(config.enabled(), processes)
+    if len(groups) > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        by_name: dict[str, CollectOutcome] = {}
+        context = multiprocessing.get_context("spawn")  # no fork of a threaded process
+        with ProcessPoolExecutor(max_workers=len(groups), mp_context=context) as pool:
+            futures = [
+                pool.submit(_collect_group, settings, config, names, run_date, ids, max_workers)
+                for names in groups
+            ]
+            for future in futures:
+                for outcome in future.result():
+                    by_name[outcome.source] = outcome
+        return [by_name[src.name] for src in config.enabled()]
+    return _collect_threads(settings, config, config.enabled(), run_date, engine, ids, max_workers)
+
+
+PROCESSES_FROM_SOURCES = 100
+
+
+def default_processes(config: SourcesConfig, asked: int | None = None) -> int:
+    """``asked``, or the CPUs (at most 4) for 100 sources or more (starting a
+    process costs about a second), else 1."""
+    if asked is not None:
+        return max(1, asked)
+    if len(config.enabled()) < PROCESSES_FROM_SOURCES:
+        return 1
+    return max(1, min(os.cpu_count() or 1, 4))
+
+
+def _host_groups(sources: list[SourceConfig], processes: int) -> list[list[str]]:
+    """Source names split into at most ``processes`` groups of whole hosts, balanced by count."""
+    per_host: dict[str, list[str]] = {}
+    for src in sources:
+        per_host.setdefault(src.host, []).append(src.name)
+    count = max(1, min(processes, len(per_host)))
+    groups: list[list[str]] = [[] for _ in range(count)]
+    for names in sorted(per_host.values(), key=len, reverse=True):
+        min(groups, key=len).extend(names)
+    return [g for g in groups if g]
+
+
+def _collect_group(
+    settings: Settings,
+    config: SourcesConfig,
+    names: list[str],
+    run_date: date,
+    ids: dict[str, int],
+    max_workers: int,
+) -> list[CollectOutcome]:
+    """One process's share of ``collect_all``: its hosts' sources on a thread pool."""
+    engine = make_engine(settings.warehouse_url)
+    try:
+        wanted = set(names)
+        sources = [s for s in config.enabled() if s.name in wanted]
+        return _collect_threads(settings, config, sources, run_date, engine, ids, max_workers)
+    finally:
+        engine.dispose()
+
+
+def _collect_threads(
+    settings: Settings,
+    config: SourcesConfig,
+    sources: list[SourceConfig],
+    run_date: date,
+    engine: Engine,
+    ids: dict[str, int],
+    max_workers: int,
+) -> list[CollectOutcome]:
     politeness = make_politeness(settings, config)
 
     def one(src: SourceConfig) -> CollectOutcome:
@@ -416,7 +494,7 @@ def collect_all(
             return CollectOutcome(source=src.name, status="failed", error=exc.reason)
 
     return run_by_host(
-        config.enabled(),
+        sources,
         one,
         host=lambda src: src.host,
         slots=lambda host: politeness.limits(host).max_concurrency,
@@ -451,11 +529,11 @@ def after_load_steps() -> list[tuple[str, Callable[..., Any]]]:
 
 
 def run_day(
-    settings: Settings, config: SourcesConfig, run_date: date, *, max_workers: int = 8
+    settings: Settings, config: SourcesConfig, run_date: date, *, max_workers: int = 8, processes: int = 1
 ) -> list[SourceSummary]:
     """The whole daily pipeline in-process: collect, load, later steps, summary."""
     engine = open_warehouse(settings)
-    collect_all(settings, config, run_date, engine=engine, max_workers=max_workers)
+    collect_all(settings, config, run_date, engine=engine, max_workers=max_workers, processes=processes)
     load_day(settings, config, run_date, engine=engine)
     for _name, step in after_load_steps():
         step(settings, config, run_date, engine=engine)

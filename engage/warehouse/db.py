@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +18,17 @@ from engage.errors import WarehouseError
 log = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 CHUNK = 500
+EXECUTEMANY_CHUNK = 5_000
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA journal_mode=WAL")
+    # In WAL mode NORMAL never corrupts the database; a power loss (not a
+    # crash of the process) may undo the last commits, which a rerun of the
+    # day replaces anyway. FULL would fsync on every commit.
+    cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA busy_timeout=30000")
     cur.close()
 
@@ -33,7 +39,10 @@ def make_engine(url: str) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url)
+        # Threads beyond the pool's 5 connections get their own (closed when
+        # returned) instead of waiting for one: collect_all runs many sources at once.
+        in_memory = parsed.database in (None, "", ":memory:")
+        engine = create_engine(url) if in_memory else create_engine(url, max_overflow=-1)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(url, pool_pre_ping=True)
@@ -130,6 +139,26 @@ def chunks(rows: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
         yield rows[start : start + size]
 
 
+@lru_cache(maxsize=256)
+def _upsert_statement(dialect: str, table: Table, key: tuple[str, ...], update: tuple[str, ...]) -> Any:
+    """``INSERT ... ON CONFLICT (key) DO UPDATE SET update`` (or ``DO NOTHING``), built once.
+
+    One statement with bound parameters, run with executemany: compiled once
+    and cached (a multi-row VALUES clause is compiled anew for every batch
+    size, which cost more than the database's own work).
+    """
+    if dialect == "postgresql":
+        insert = postgresql.insert
+    elif dialect == "sqlite":
+        insert = sqlite.insert
+    else:  # pragma: no cover - only the two supported dialects
+        raise WarehouseError(f"upsert is not supported on {dialect}")
+    stmt = insert(table)
+    if update:
+        return stmt.on_conflict_do_update(index_elements=list(key), set_={c: stmt.excluded[c] for c in update})
+    return stmt.on_conflict_do_nothing(index_elements=list(key))
+
+
 def upsert(
     conn: Connection,
     table: Table,
@@ -145,27 +174,12 @@ def upsert(
     """
     if not rows:
         return 0
-    dialect = conn.dialect.name
-    if dialect == "postgresql":
-        insert = postgresql.insert
-    elif dialect == "sqlite":
-        insert = sqlite.insert
-    else:  # pragma: no cover - only the two supported dialects
-        raise WarehouseError(f"upsert is not supported on {dialect}")
     if update is None:
         update = [c for c in rows[0] if c not in key]
-    update = list(update)
+    stmt = _upsert_statement(conn.dialect.name, table, tuple(key), tuple(update))
     count = 0
-    for part in chunks(list(rows)):
-        stmt = insert(table).values(list(part))
-        if update:
-            stmt = stmt.on_conflict_do_update(
-                index_elements=list(key),
-                set_={c: stmt.excluded[c] for c in update},
-            )
-        else:
-            stmt = stmt.on_conflict_do_nothing(index_elements=list(key))
-        conn.execute(stmt)
+    for part in chunks(list(rows), EXECUTEMANY_CHUNK):
+        conn.execute(stmt, list(part))
         count += len(part)
     return count
 
