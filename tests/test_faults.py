@@ -69,17 +69,19 @@ KILL_MID_LOAD = textwrap.dedent(
     from engage.settings import Settings
     from pathlib import Path
 
-    home, url, sources, after = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    home, url, sources, table = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
     settings = Settings(home=Path(home), warehouse_url=url, sources_path=Path(sources))
     engine = pipeline.open_warehouse(settings)
-    statements = 0
+    written = []
 
     @event.listens_for(engine, "after_cursor_execute")
-    def die_mid_load(*args):
-        global statements
-        statements += 1
-        if statements == after:
-            print("KILLED after", statements, "statements", flush=True)
+    def die_mid_load(conn, cursor, statement, *args):
+        words = statement.split()
+        if words and words[0].upper() in ("INSERT", "UPDATE", "DELETE"):
+            written.append(statement)
+        if words and words[0].upper() == "INSERT" and f"INTO {table} " in statement:
+            # the day's items are written, its observations being written: die here
+            print("KILLED after", len(written), "writes, in", table, flush=True)
             os.kill(os.getpid(), signal.SIGKILL)   # no cleanup, no rollback: like an OOM kill
 
     pipeline.load_day(settings, load_sources(Path(sources)), date(2026, 11, 20), engine=engine)
@@ -103,10 +105,11 @@ def test_a_load_killed_mid_way_leaves_the_day_as_it_was_and_a_rerun_completes(
     pipeline._write_staged(pipeline.staged_path(settings, DAY, "forum"), _result(2000, "v2"))
     url = engine.url.render_as_string(hide_password=False)
     proc = subprocess.run(
-        [sys.executable, "-c", KILL_MID_LOAD, str(settings.home), url, str(sources), "12"],
+        [sys.executable, "-c", KILL_MID_LOAD, str(settings.home), url, str(sources), "engagement_observation"],
         capture_output=True, text=True, timeout=120, cwd=ROOT,
     )
-    assert proc.returncode == -9 and "KILLED after 12" in proc.stdout, proc.stdout + proc.stderr[-2000:]
+    assert proc.returncode == -9 and "KILLED after" in proc.stdout, proc.stdout + proc.stderr[-2000:]
+    assert int(proc.stdout.split()[2]) >= 3  # authors and items were already written in that transaction
     assert _snapshot(engine, DAY) == before  # nothing half-written
     assert pipeline.staged_path(settings, DAY, "forum").exists()  # the staged day is still there
 
