@@ -19,12 +19,14 @@ from datetime import date, timedelta
 from email.utils import formatdate, parsedate_to_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from engage.errors import EngageError
 
 DEMO_DATA = Path(__file__).parent / "demo_data"
 SITE = DEMO_DATA / "site"
+DEMO_CRM = DEMO_DATA / "crm.demo.csv"
 SOURCES_TEMPLATE = DEMO_DATA / "sources.demo.yml"
 # A fixed modification time: the sample files never change.
 LAST_MODIFIED = formatdate(1_763_600_000, usegmt=True)
@@ -172,6 +174,7 @@ def run_demo(run_date: date, *, use_airflow: bool = True, echo: Callable[[str], 
     from engage.config import load_sources
     from engage.settings import load_settings
     from engage.warehouse.db import make_engine, migrate
+    from transforms.people import import_crm
 
     base = load_settings()
     home = base.home
@@ -190,8 +193,12 @@ def run_demo(run_date: date, *, use_airflow: bool = True, echo: Callable[[str], 
         settings = load_settings()
         config = load_sources(sources_file)
         echo(f"warehouse: {settings.warehouse_url}")
-        migrate(make_engine(settings.warehouse_url))
+        engine = make_engine(settings.warehouse_url)
+        migrate(engine)
+        crm = import_crm(engine, DEMO_CRM)  # so the prospect reports have accounts and owners
+        engine.dispose()
         echo(f"sample sources served at {url}/ ({len(config.sources)} sources in {sources_file})")
+        echo(f"sample CRM export imported: {crm.prospects} prospects in {crm.accounts} accounts ({DEMO_CRM.name})")
         if use_airflow:
             log_file = home / "demo" / "airflow-dags-test.log"
             echo(
@@ -206,6 +213,8 @@ def run_demo(run_date: date, *, use_airflow: bool = True, echo: Callable[[str], 
         else:
             pipeline.run_day(settings, config, run_date)
             code = 0
+        if code == 0:
+            backfill_history(settings, config, run_date, echo)
         summary = pipeline.summarize_day(settings, config, run_date)
     finally:
         server.shutdown()
@@ -218,6 +227,30 @@ def run_demo(run_date: date, *, use_airflow: bool = True, echo: Callable[[str], 
         echo(line)
     failed = pipeline.failed_sources(summary)
     return 1 if code != 0 or failed else 0
+
+
+HISTORY_DAYS = 13
+
+
+def backfill_history(settings: Any, config: Any, run_date: date, echo: Callable[[str], None]) -> None:
+    """Build the facts of the days before the run's, oldest first, then the run's day
+    again and its reports (as `engage facts build` and `engage report` would): the
+    sample sources hold two weeks of posts, so accounts get a journey with a history."""
+    from engage import pipeline
+    from engage.reports.daily import report_step
+    from transforms.facts import build_facts_for_date
+
+    engine = pipeline.open_warehouse(settings)
+    try:
+        for back in range(HISTORY_DAYS, -1, -1):
+            build_facts_for_date(engine, run_date - timedelta(days=back))
+        report_step(settings, config, run_date, engine=engine, send=False)
+    finally:
+        engine.dispose()
+    echo(
+        f"facts built for the {HISTORY_DAYS} days before {run_date} as well (engage facts build), "
+        "and the day's reports written again with that history"
+    )
 
 
 def demo_footer(settings: object) -> list[str]:

@@ -71,7 +71,11 @@ def test_make_demo_collects_every_kind_through_airflow_and_a_rerun_keeps_the_sam
     assert set(runs) == set(KINDS)  # every kind collected successfully in the one Airflow run
     assert all(items_per_kind.get(kind, 0) > 0 for kind in KINDS if kind != "csv"), items_per_kind
     assert counts["stage_prediction"] == counts["content_item"] > 40
-    assert counts["fct_source_daily"] == len(yaml.safe_load(DEMO_SOURCES.read_text())["sources"])
+    # Facts for the run's day and the 13 days before it (the demo builds their history).
+    assert counts["fct_source_daily"] == 14 * len(yaml.safe_load(DEMO_SOURCES.read_text())["sources"])
+    prospects_csv = (home / "reports" / "2026-11-20" / "prospects.csv").read_text().splitlines()
+    assert len(prospects_csv) == 1 + 5  # the sample CRM's five accounts, all engaged
+    assert "Northwind Traders" in prospects_csv[1] and ",new," in prospects_csv[1]
     assert "warehouse: sqlite:///" in first.stdout and "try it:" in first.stdout
     assert (home / "reports" / "index.html").exists()
 
