@@ -48,6 +48,24 @@ class Kind:
         return getattr(import_module(module), func)
 
 
+# The CSS selectors an html_forum source may set (collectors.html_forum).
+HTML_FORUM_SELECTORS = (
+    "thread_link",
+    "list_item",
+    "list_replies",
+    "list_views",
+    "title",
+    "post",
+    "post_id",
+    "post_number",
+    "author",
+    "author_title",
+    "date",
+    "body",
+    "likes",
+    "next_page",
+)
+
 KINDS: dict[str, Kind] = {
     "rss": Kind("collectors.feeds:collect"),
     "atom": Kind("collectors.feeds:collect"),
@@ -100,25 +118,7 @@ KINDS: dict[str, Kind] = {
         "collectors.html_forum:collect",
         options={
             "preset": str,
-            **dict.fromkeys(
-                (
-                    "thread_link",
-                    "list_item",
-                    "list_replies",
-                    "list_views",
-                    "title",
-                    "post",
-                    "post_id",
-                    "post_number",
-                    "author",
-                    "author_title",
-                    "date",
-                    "body",
-                    "likes",
-                    "next_page",
-                ),
-                str,
-            ),
+            **dict.fromkeys(HTML_FORUM_SELECTORS, str),
             "date_attr": str,
             "date_format": (str, list),
             "timezone": str,

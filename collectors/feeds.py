@@ -60,6 +60,12 @@ def collect(ctx: CollectContext) -> CollectResult:
     return result
 
 
+# feedparser first asks xml.sax for libxml2's driver, which is not installed:
+# each failed import scans sys.path under the import lock, and concurrent
+# collectors queue on it. Ask for the standard expat driver only (set once).
+feedparser.api.PREFERRED_XML_PARSERS[:] = []
+
+
 def html_to_text(html: str | None) -> str | None:
     """Visible text of an HTML fragment (feed summaries are HTML)."""
     if not html:
@@ -150,10 +156,6 @@ def parse_feed(body: bytes, headers: dict[str, str], *, url: str) -> CollectResu
     # Without a content type feedparser assumes Latin-1; as XML it reads the
     # declaration, a BOM, or detects the charset (chardet) instead.
     lowered.setdefault("content-type", "application/xml")
-    # feedparser first asks xml.sax for libxml2's driver, which is not
-    # installed: each failed import scans sys.path under the import lock, and
-    # concurrent collectors queue on it. Ask for the standard expat driver only.
-    feedparser.api.PREFERRED_XML_PARSERS[:] = []
     # No sanitising and no URI resolving inside feedparser: the HTML is only
     # turned into text below (script and style dropped), never shown as
     # HTML, and links are resolved below. Both took half of the parse time.

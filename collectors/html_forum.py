@@ -49,6 +49,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from bs4 import BeautifulSoup, MarkupResemblesLocatorWarning, Tag
 from soupsieve import SelectorSyntaxError
 
+from collectors import HTML_FORUM_SELECTORS
 from collectors.base import CollectContext
 from collectors.common import (
     DEFAULT_MAX_PAGES,
@@ -64,22 +65,6 @@ from collectors.politeness import RobotsDisallowed
 from collectors.records import MAX_TEXT, MAX_TITLE, AuthorRecord, CollectResult, ItemRecord, bounded_id, clip
 from engage.errors import ConfigError, FetchError, ParseError
 
-SELECTOR_KEYS = (
-    "thread_link",
-    "list_item",
-    "list_replies",
-    "list_views",
-    "title",
-    "post",
-    "post_id",
-    "post_number",
-    "author",
-    "author_title",
-    "date",
-    "body",
-    "likes",
-    "next_page",
-)
 # Selector sets of common forum software (checked against real pages in the tests;
 # the thread-list entries follow the software's default themes).
 PRESETS: dict[str, dict[str, str]] = {
@@ -216,7 +201,7 @@ class ForumSettings:
                 f"option 'preset' must be one of {', '.join(PRESETS)}, got {clean_reason(preset, 40)!r}"
             )
         selectors = dict(PRESETS.get(preset, {})) if preset else {}
-        selectors.update({k: str(options[k]) for k in SELECTOR_KEYS if options.get(k)})
+        selectors.update({k: str(options[k]) for k in HTML_FORUM_SELECTORS if options.get(k)})
         for key in ("post", "body"):
             if not selectors.get(key):
                 raise ConfigError(f"option {key!r} (a CSS selector) is required when no 'preset' gives it")

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, func, insert, or_, select, tuple_, update
+from sqlalchemy import Connection, Engine, Table, delete, func, insert, or_, select, tuple_, update
 
 from engage.config import SourcesConfig
 from engage.errors import EngageError
@@ -99,15 +99,19 @@ def _handle_forms(handle: str) -> list[str]:
     return [handle, "@" + handle]
 
 
-def _find_authors(conn: Connection, email: str | None, handle: str | None) -> list[tuple[int, int, str]]:
-    """(author_id, source_id, external_id) of the person's author rows."""
+def _find_authors(
+    conn: Connection, email: str | None, handle: str | None
+) -> list[tuple[int, int, str, str | None]]:
+    """(author_id, source_id, external_id, handle) of the person's author rows."""
     conditions = []
     if email:
         conditions.append(func.lower(author.c.email) == email)
     if handle:
         conditions.append(func.lower(author.c.handle).in_(_handle_forms(handle)))
     rows = conn.execute(
-        select(author.c.author_id, author.c.source_id, author.c.external_id).where(or_(*conditions))
+        select(author.c.author_id, author.c.source_id, author.c.external_id, author.c.handle).where(
+            or_(*conditions)
+        )
     )
     return [tuple(r) for r in rows]  # type: ignore[misc]
 
@@ -138,10 +142,14 @@ def _find_prospects(conn: Connection, email: str | None, handle: str | None) -> 
     return found
 
 
-def _delete(conn: Connection, report: ForgetReport, table_name: str, stmt: Any) -> None:
-    n = conn.execute(stmt).rowcount or 0
-    if n:
-        report.removed[table_name] = report.removed.get(table_name, 0) + n
+def _delete_in(
+    conn: Connection, report: ForgetReport, table: Table, column: Any, values: Iterable[Any], *where: Any
+) -> None:
+    """``DELETE FROM table WHERE column IN values [AND where]``, in chunks; counted in ``report``."""
+    for part in _chunks(list(values)):
+        n = conn.execute(delete(table).where(column.in_(part), *where)).rowcount or 0
+        if n:
+            report.removed[table.name] = report.removed.get(table.name, 0) + n
 
 
 def forget_in_warehouse(
@@ -155,18 +163,14 @@ def forget_in_warehouse(
     if prospect_ids:
         # Authors matched to that prospect are the same person on other sources.
         matched = conn.execute(
-            select(author.c.author_id, author.c.source_id, author.c.external_id)
+            select(author.c.author_id, author.c.source_id, author.c.external_id, author.c.handle)
             .join(author_match, author_match.c.author_id == author.c.author_id)
             .where(author_match.c.prospect_id.in_(prospect_ids))
         ).all()
         authors = list({a[0]: a for a in [*authors, *(tuple(m) for m in matched)]}.values())
     author_ids = [a[0] for a in authors]
     external_ids = {a[2] for a in authors}
-    handles = set()
-    for ids in _chunks(author_ids):
-        handles.update(
-            h for h in conn.execute(select(author.c.handle).where(author.c.author_id.in_(ids))).scalars() if h
-        )
+    handles = {a[3] for a in authors if a[3]}
 
     items: list[tuple[int, int, str]] = []
     for ids in _chunks(author_ids):
@@ -179,76 +183,45 @@ def forget_in_warehouse(
             )
         ]
     item_ids = [i[0] for i in items]
+    for table in (fct_item_engagement, stage_prediction, label_feedback):
+        _delete_in(conn, report, table, table.c.item_id, item_ids)
     for ids in _chunks(item_ids):
-        _delete(
-            conn,
-            report,
-            "fct_item_engagement",
-            delete(fct_item_engagement).where(fct_item_engagement.c.item_id.in_(ids)),
-        )
-        _delete(
-            conn,
-            report,
-            "stage_prediction",
-            delete(stage_prediction).where(stage_prediction.c.item_id.in_(ids)),
-        )
-        _delete(
-            conn, report, "label_feedback", delete(label_feedback).where(label_feedback.c.item_id.in_(ids))
-        )
-        conn.execute(
-            update(referral).where(referral.c.referring_item_id.in_(ids)).values(referring_item_id=None)
-        )
-        conn.execute(update(referral).where(referral.c.landing_item_id.in_(ids)).values(landing_item_id=None))
+        for column in ("referring_item_id", "landing_item_id"):
+            conn.execute(update(referral).where(referral.c[column].in_(ids)).values({column: None}))
     obs = engagement_observation.c
-    item_keys = [(i[1], i[2]) for i in items]
-    for keys in _chunks(item_keys):
-        _delete(
-            conn,
-            report,
-            "engagement_observation",
-            delete(engagement_observation).where(
-                obs.subject_type == "item", tuple_(obs.source_id, obs.subject_external_id).in_(keys)
-            ),
-        )
-    account_keys = [(a[1], a[2]) for a in authors]
-    for keys in _chunks(account_keys):
-        _delete(
-            conn,
-            report,
-            "engagement_observation",
-            delete(engagement_observation).where(
-                obs.subject_type == "account", tuple_(obs.source_id, obs.subject_external_id).in_(keys)
-            ),
-        )
-    for ids in _chunks(item_ids):
-        _delete(conn, report, "content_item", delete(content_item).where(content_item.c.item_id.in_(ids)))
+    subject = tuple_(obs.source_id, obs.subject_external_id)
+    _delete_in(
+        conn,
+        report,
+        engagement_observation,
+        subject,
+        [(i[1], i[2]) for i in items],
+        obs.subject_type == "item",
+    )
+    _delete_in(
+        conn,
+        report,
+        engagement_observation,
+        subject,
+        [(a[1], a[2]) for a in authors],
+        obs.subject_type == "account",
+    )
+    _delete_in(conn, report, content_item, content_item.c.item_id, item_ids)
 
     source_names = dict(conn.execute(select(source.c.source_id, source.c.name)).all())
-    override_keys = [(source_names.get(a[1], ""), a[2]) for a in authors]
-    for keys in _chunks(override_keys):
-        _delete(
-            conn,
-            report,
-            "match_override",
-            delete(match_override).where(
-                tuple_(match_override.c.source_name, match_override.c.author_external_id).in_(keys)
-            ),
-        )
-    crm_ids = [c for _, c in prospects]
-    for ids in _chunks(crm_ids):
-        _delete(
-            conn,
-            report,
-            "match_override",
-            delete(match_override).where(match_override.c.prospect_crm_id.in_(ids)),
-        )
-    for ids in _chunks(author_ids):
-        _delete(conn, report, "author_match", delete(author_match).where(author_match.c.author_id.in_(ids)))
-    for ids in _chunks(prospect_ids):
-        _delete(conn, report, "author_match", delete(author_match).where(author_match.c.prospect_id.in_(ids)))
-        _delete(conn, report, "prospect", delete(prospect).where(prospect.c.prospect_id.in_(ids)))
-    for ids in _chunks(author_ids):
-        _delete(conn, report, "author", delete(author).where(author.c.author_id.in_(ids)))
+    mo = match_override.c
+    _delete_in(
+        conn,
+        report,
+        match_override,
+        tuple_(mo.source_name, mo.author_external_id),
+        [(source_names.get(a[1], ""), a[2]) for a in authors],
+    )
+    _delete_in(conn, report, match_override, mo.prospect_crm_id, [c for _, c in prospects])
+    _delete_in(conn, report, author_match, author_match.c.author_id, author_ids)
+    _delete_in(conn, report, author_match, author_match.c.prospect_id, prospect_ids)
+    _delete_in(conn, report, prospect, prospect.c.prospect_id, prospect_ids)
+    _delete_in(conn, report, author, author.c.author_id, author_ids)
     return external_ids, handles
 
 
@@ -315,7 +288,9 @@ def _drop_person(data: dict[str, Any], needles: list[bytes], gone: set[str]) -> 
         else:
             authors.append(a)
     items = [i for i in data.get("items", []) if i.get("author_external_id") not in gone]
-    dropped_items = {i.get("external_id") for i in data.get("items", [])} - {i.get("external_id") for i in items}
+    dropped_items = {i.get("external_id") for i in data.get("items", [])} - {
+        i.get("external_id") for i in items
+    }
     data["observations"] = [
         o for o in data.get("observations", []) if o.get("subject_external_id") not in dropped_items | gone
     ]

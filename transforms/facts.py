@@ -27,12 +27,13 @@ from __future__ import annotations
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, and_, delete, func, insert, select
 from sqlalchemy.orm import aliased
 
+from engage.warehouse.db import as_utc, day_bounds
 from engage.warehouse.schema import (
     account_stage_history,
     author,
@@ -71,19 +72,8 @@ class FactCounts:
     stage_changes: int = 0
 
 
-def _bounds(day: date) -> tuple[datetime, datetime]:
-    start = datetime.combine(day, time.min, tzinfo=UTC)
-    return start, start + timedelta(days=1)
-
-
-def _as_utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
 def _day_items(conn: Connection, day: date) -> list[Any]:
-    start, end = _bounds(day)
+    start, end = day_bounds(day)
     return conn.execute(
         select(
             content_item.c.item_id,
@@ -141,15 +131,15 @@ def _thread_items(conn: Connection, keys: set[tuple[int, str]], end: datetime) -
                 )
             ).all()
             # Filtered and sorted here, so the database uses the thread index.
-            for r in sorted(rows, key=lambda r: (_as_utc(r.published_at) or end, r.item_id)):
-                if r.published_at is not None and _as_utc(r.published_at) < end:
+            for r in sorted(rows, key=lambda r: (as_utc(r.published_at) or end, r.item_id)):
+                if r.published_at is not None and as_utc(r.published_at) < end:
                     threads[(r.source_id, r.thread_external_id)].append(r)
     return threads
 
 
 def _responsiveness(conn: Connection, items: list[Any], day: date) -> dict[int, dict[str, Any]]:
     """Per source: threads first answered by us on ``day``, minutes to answer, follow-ups."""
-    start, end = _bounds(day)
+    start, end = day_bounds(day)
     ours = [i for i in items if i.is_ours and i.kind in REPLIES and i.thread_external_id]
     keys = {(i.source_id, i.thread_external_id) for i in ours}
     threads = _thread_items(conn, keys, end)
@@ -159,11 +149,11 @@ def _responsiveness(conn: Connection, items: list[Any], day: date) -> dict[int, 
         first_other = next((r for r in rows if not r.is_ours), None)
         our_rows = [r for r in rows if r.is_ours]
         if first_other is not None:
-            t0 = _as_utc(first_other.published_at)
-            first_answer = next((r for r in our_rows if _as_utc(r.published_at) >= t0 and r.item_id != first_other.item_id), None)
-            if first_answer is not None and start <= _as_utc(first_answer.published_at) < end:
+            t0 = as_utc(first_other.published_at)
+            first_answer = next((r for r in our_rows if as_utc(r.published_at) >= t0 and r.item_id != first_other.item_id), None)
+            if first_answer is not None and start <= as_utc(first_answer.published_at) < end:
                 out[source_id]["answered"] += 1
-                out[source_id]["minutes"].append((_as_utc(first_answer.published_at) - t0).total_seconds() / 60)
+                out[source_id]["minutes"].append((as_utc(first_answer.published_at) - t0).total_seconds() / 60)
         # Our replies of the day that were not our first in the thread.
         seen_ours = 0
         for r in our_rows:
@@ -209,7 +199,7 @@ def _item_engagement(conn: Connection, observations: list[Any], day: date, stamp
     for o in observations:
         if o.subject_type == "item" and o.metric in (*COMMENT_METRICS, *LIKE_METRICS, *REPOST_METRICS):
             totals[(o.source_id, o.subject_external_id)] += o.value
-            observed_at[(o.source_id, o.subject_external_id)] = _as_utc(o.observed_at)
+            observed_at[(o.source_id, o.subject_external_id)] = as_utc(o.observed_at)
     if not totals:
         return []
     rows = []
@@ -248,7 +238,7 @@ def _item_engagement(conn: Connection, observations: list[Any], day: date, stamp
         item = items.get(key)
         if item is None:
             continue
-        published = _as_utc(item.published_at)
+        published = as_utc(item.published_at)
         hours = (observed_at[key] - published).total_seconds() / 3600 if published else None
         rows.append(
             {
@@ -267,7 +257,7 @@ def _item_engagement(conn: Connection, observations: list[Any], day: date, stamp
 def build_facts_for_date(engine: Engine, day: date) -> FactCounts:
     """Rebuild every fact table for one day, in one transaction."""
     stamp = datetime.now(UTC)
-    start, end = _bounds(day)
+    start, end = day_bounds(day)
     with engine.begin() as conn:
         items = _day_items(conn, day)
         observations = _observations(conn, day)

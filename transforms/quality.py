@@ -20,7 +20,6 @@ years of history.
 from __future__ import annotations
 
 import logging
-import math
 import statistics
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -31,6 +30,7 @@ from sqlalchemy.sql import ColumnElement
 from engage.config import SourcesConfig
 from engage.errors import DataQualityError
 from engage.settings import Settings
+from engage.warehouse.db import as_utc, day_bounds
 from engage.warehouse.schema import (
     ITEM_KINDS,
     STAGE_LABELS,
@@ -79,11 +79,6 @@ class QualityReport:
         return [r for r in self.results if not r.passed and r.severity == "warning"]
 
 
-def _day_bounds(day: date) -> tuple[datetime, datetime]:
-    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
-    return start, start + timedelta(days=1)
-
-
 def _count(conn: Connection, stmt: object) -> int:
     return int(conn.execute(stmt).scalar_one() or 0)  # type: ignore[call-overload]
 
@@ -101,7 +96,7 @@ def _error(name: str, subject: str, bad: int, what: str) -> CheckResult:
 
 
 def _day_items(day: date) -> ColumnElement[bool]:
-    start, end = _day_bounds(day)
+    start, end = day_bounds(day)
     return and_(content_item.c.last_collected_at >= start, content_item.c.last_collected_at < end)
 
 
@@ -209,16 +204,17 @@ def key_checks(conn: Connection, day: date) -> list[CheckResult]:
             f"observations have a subject type outside {', '.join(SUBJECT_TYPES)}",
         )
     )
-    # NaN is read back as a float on both backends; negative counts are impossible.
-    values = conn.execute(select(obs.value).where(obs.observed_date == day, obs.value < 0)).scalars().all()
-    nan = sum(
-        1 for v in conn.execute(select(obs.value).where(obs.observed_date == day)).scalars() if math.isnan(v)
+    # Negative counts are impossible. PostgreSQL stores NaN and compares it
+    # equal to itself; SQLite cannot store it (NaN becomes NULL, refused).
+    out_of_range = _count(
+        conn,
+        select(func.count()).where(obs.observed_date == day, or_(obs.value < 0, obs.value == float("nan"))),
     )
     results.append(
         _error(
             "value_range",
             "engagement_observation.value",
-            len(values) + nan,
+            out_of_range,
             "observations are negative or not a number",
         )
     )
@@ -294,7 +290,7 @@ def source_checks(
         .group_by(obs.source_id, obs.observed_date)
     ):
         rows_per_day.setdefault(source_id, {})[observed_date] = int(n)
-    _, day_end = _day_bounds(day)
+    _, day_end = day_bounds(day)
     for src in config.enabled():
         source_id = ids.get(src.name)
         if source_id is None:
@@ -306,8 +302,7 @@ def source_checks(
                 collection_run.c.run_date <= day,
             )
         ).scalar_one()
-        if last_success is not None and last_success.tzinfo is None:
-            last_success = last_success.replace(tzinfo=UTC)
+        last_success = as_utc(last_success)
         if last_success is None:
             results.append(
                 CheckResult("freshness", src.name, "warning", False, detail="never collected successfully")

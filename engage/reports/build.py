@@ -28,7 +28,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -36,6 +36,7 @@ from sqlalchemy import Engine, and_, func, or_, select
 from sqlalchemy.orm import aliased
 
 from engage.reports.config import Target
+from engage.warehouse.db import as_utc, day_bounds
 from engage.warehouse.schema import (
     account,
     account_stage_history,
@@ -85,17 +86,6 @@ KPI_LABELS = {
     "median_response_minutes": "Median minutes to our first answer",
 }
 _SPACES = re.compile(r"\s+")
-
-
-def day_bounds(day: date) -> tuple[datetime, datetime]:
-    start = datetime.combine(day, time.min, tzinfo=UTC)
-    return start, start + timedelta(days=1)
-
-
-def as_utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def as_date(value: Any) -> date:
