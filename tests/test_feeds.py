@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pytest_httpserver import HTTPServer
 
-from collectors.feeds import comment_count, entry_identity, parse_feed
+from collectors.feeds import comment_count, entry_identity, html_to_text, parse_feed
 from engage.errors import ParseError
 
 RSS_NO_GUID = b"""<?xml version="1.0"?>
@@ -134,3 +134,40 @@ def test_comment_count_ignores_garbage() -> None:
 
 def test_entry_identity_prefers_guid() -> None:
     assert entry_identity({"id": "tag:x,2026:1", "link": "http://x/1"}) == "tag:x,2026:1"
+
+
+@pytest.mark.parametrize(
+    ("html", "text"),
+    [
+        ("<p>Pricing <b>and</b> plans</p><p>tail</p>", "Pricing and plans tail"),
+        ("<p>a<!-- hidden note -->b</p>", "a b"),
+        ("<style>p {color: red}</style><script>alert(1)</script>Hello &amp; bye", "Hello & bye"),
+        ("plain &lt;text&gt;", "plain <text>"),
+        ("<p>broken <b>nesting</p>", "broken nesting"),
+        ("<!-- only a comment -->", ""),
+        # A lone surrogate (a badly decoded JSON escape) is neither lost nor fatal.
+        ("<p>ok \ud800 then</p>", "ok ? then"),
+    ],
+)
+def test_html_to_text_matches_what_a_reader_sees(html: str, text: str) -> None:
+    assert html_to_text(html) == text
+
+
+def test_html_to_text_gives_the_same_text_as_beautifulsoup_on_every_realworld_feed(realworld: Path) -> None:
+    import feedparser
+    from bs4 import BeautifulSoup
+
+    compared = 0
+    for path in sorted((realworld / "feeds").iterdir()):
+        parsed = feedparser.parse(path.read_bytes(), sanitize_html=False, resolve_relative_uris=False)
+        for entry in parsed.entries:
+            content = entry.get("content")
+            for html in (entry.get("title"), content[0].get("value") if content else None, entry.get("summary")):
+                if not html or "<" not in html:
+                    continue
+                soup = BeautifulSoup(html, "lxml")
+                for tag in soup(["script", "style"]):
+                    tag.decompose()
+                assert html_to_text(html) == " ".join(soup.get_text(" ").split()), (path.name, html[:200])
+                compared += 1
+    assert compared > 100
