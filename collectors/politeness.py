@@ -287,27 +287,20 @@ def run_by_host(
         queues.setdefault(host(job), deque()).append(index)
     running: dict[str, int] = dict.fromkeys(queues, 0)
     limit = {h: max(1, slots(h)) for h in queues}
-    turn: deque[str] = deque(queues)
+    # Hosts with a job waiting and a free slot, in turn order; a host is in it at most once.
+    ready: deque[str] = deque(queues)
     results: list[Outcome | None] = [None] * len(jobs)
     in_flight: dict[Future[Outcome], tuple[int, str]] = {}
     workers = max(1, max_workers)
 
     def fill(pool: ThreadPoolExecutor) -> None:
-        idle = 0
-        while turn and len(in_flight) < workers and idle < len(turn):
-            h = turn[0]
-            turn.rotate(-1)
-            if not queues[h]:
-                turn.remove(h)
-                idle = 0
-                continue
-            if running[h] >= limit[h]:
-                idle += 1
-                continue
-            idle = 0
+        while ready and len(in_flight) < workers:
+            h = ready.popleft()
             index = queues[h].popleft()
             running[h] += 1
             in_flight[pool.submit(work, jobs[index])] = (index, h)
+            if queues[h] and running[h] < limit[h]:
+                ready.append(h)  # its next job waits for the other hosts' turns
 
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="collect") as pool:
         fill(pool)
@@ -315,6 +308,8 @@ def run_by_host(
             done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
             for future in done:
                 index, h = in_flight.pop(future)
+                if running[h] == limit[h] and queues[h]:
+                    ready.append(h)  # it was full: a slot is free again
                 running[h] -= 1
                 results[index] = future.result()
             fill(pool)

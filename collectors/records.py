@@ -9,7 +9,7 @@ values (datetimes are serialised as ISO 8601 in UTC).
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -86,11 +86,22 @@ class CollectResult:
     # kind), as ``transforms.referrals.referral_rows`` makes them, dates in ISO.
     referrals: list[dict[str, Any]] = field(default_factory=list)
 
+    def has_records(self) -> bool:
+        """Whether there is anything to load (a 304 or an empty page has not)."""
+        return bool(self.authors or self.items or self.observations or self.referrals)
+
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        for item in data["items"]:
-            if item["published_at"] is not None:
-                item["published_at"] = item["published_at"].astimezone(UTC).isoformat()
+        # Shallow copies: every record field is a scalar (dataclasses.asdict deep-copies).
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["authors"] = [dict(vars(a)) for a in self.authors]
+        data["observations"] = [dict(vars(o)) for o in self.observations]
+        items = []
+        for item in self.items:
+            row = dict(vars(item))
+            if row["published_at"] is not None:
+                row["published_at"] = row["published_at"].astimezone(UTC).isoformat()
+            items.append(row)
+        data["items"] = items
         return data
 
     @classmethod

@@ -6,9 +6,11 @@ order:
 
 1. ``collect_source`` (one per source): fetch, parse, stage the records as
    a gzip JSON file under ``$ENGAGE_HOME/staging/<date>/<source>.json.gz``,
-   and record the attempt in ``collection_run``. A failure is recorded
-   (status, HTTP status, error, next attempt) and raised as SourceFailed;
-   it never touches the other sources.
+   and record the attempt in ``collection_run`` (``engage.collection_runs``).
+   A source with nothing to load (a 304) stages nothing: its new cursor is
+   stored with its run row. A failure is recorded (status, HTTP status,
+   error, next attempt) and raised as SourceFailed; it never touches the
+   other sources. ``collect_all`` does the same for every source at once.
 2. ``load_day``: load every staged file of the day, one transaction per
    source (upserts, so a rerun replaces and never duplicates). The source's
    ETag/Last-Modified/watermark are written in that same transaction.
@@ -28,13 +30,15 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy import Engine, func, select, update
 
 from collectors import collector_for
 from collectors.base import CollectContext
 from collectors.http import HttpClient
+from collectors.parsing import ParserPool, parse_inline
 from collectors.politeness import Politeness, SourcePolicy, run_by_host
 from collectors.records import CollectResult
+from engage.collection_runs import CollectionRuns, SourceState
 from engage.config import SourceConfig, SourcesConfig
 from engage.errors import EngageError
 from engage.raw import RawLanding
@@ -94,21 +98,33 @@ def staged_path(settings: Settings, run_date: date, source_name: str) -> Path:
 
 
 def sync_sources(engine: Engine, config: SourcesConfig) -> dict[str, int]:
-    """Make the source table match the config (name, kind, URL, own)."""
+    """Make the source table match the config (name, kind, URL, own); name -> id.
+
+    Only new and changed sources are written: every step of a run calls this,
+    and most days nothing changed."""
     stamp = now()
-    rows = [
-        {
-            "name": s.name,
-            "kind": s.kind,
-            "url": s.url,
-            "is_own": s.own,
-            "created_at": stamp,
-            "updated_at": stamp,
-            "consecutive_failures": 0,
-        }
-        for s in config.sources
-    ]
     with engine.begin() as conn:
+        known = {
+            r.name: r
+            for r in conn.execute(
+                select(source.c.source_id, source.c.name, source.c.kind, source.c.url, source.c.is_own)
+            )
+        }
+        rows = [
+            {
+                "name": s.name,
+                "kind": s.kind,
+                "url": s.url,
+                "is_own": s.own,
+                "created_at": stamp,
+                "updated_at": stamp,
+                "consecutive_failures": 0,
+            }
+            for s in config.sources
+            if s.name not in known or tuple(known[s.name][2:]) != (s.kind, s.url, bool(s.own))
+        ]
+        if not rows:
+            return {name: r.source_id for name, r in known.items()}
         upsert(conn, source, rows, key=["name"], update=["kind", "url", "is_own", "updated_at"])
         return {r.name: r.source_id for r in conn.execute(select(source.c.name, source.c.source_id))}
 
@@ -140,7 +156,8 @@ def make_client(
 def _write_staged(path: Path, result: CollectResult) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
-    with gzip.open(tmp, "wt", encoding="utf-8") as fh:
+    # Level 1: a staged file lives until the load, a few minutes; level 9 took 4x the CPU.
+    with gzip.open(tmp, "wt", encoding="utf-8", compresslevel=1) as fh:
         json.dump(result.to_json(), fh)
     tmp.replace(path)
 
@@ -161,33 +178,46 @@ def collect_source(
     politeness: Politeness | None = None,
     source_ids: dict[str, int] | None = None,
 ) -> CollectOutcome:
-    """Collect one source for ``run_date`` and stage its records.
+    """Collect one source for ``run_date`` and stage its records (one Airflow task).
 
     ``politeness`` is the run's shared one (a new one when not given);
     ``source_ids`` spares a sync of the source table when the caller did it.
     ``client_factory(settings, src, run_date=..., politeness=...)`` makes the client.
+    A failure is recorded and raised as ``SourceFailed``.
     """
     src = config.get(source_name)
     engine = engine or open_warehouse(settings)
     ids = source_ids if source_ids is not None else sync_sources(engine, config)
-    source_id = ids[src.name]
-    started = now()
+    runs = CollectionRuns(engine, run_date)  # every end written at once
+    state = runs.open({src.name: ids[src.name]})[src.name]
+    return _collect_one(
+        settings,
+        config,
+        src,
+        run_date,
+        state,
+        runs,
+        client_factory=client_factory,
+        politeness=politeness or make_politeness(settings, config),
+    )
+
+
+def _collect_one(
+    settings: Settings,
+    config: SourcesConfig,
+    src: SourceConfig,
+    run_date: date,
+    state: SourceState,
+    runs: CollectionRuns,
+    *,
+    client_factory: Callable[..., HttpClient] = make_client,
+    politeness: Politeness,
+    parser: Callable[..., Any] = parse_inline,
+) -> CollectOutcome:
+    """Fetch and parse one source; stage what there is to load; end its run row."""
     path = staged_path(settings, run_date, src.name)
     path.unlink(missing_ok=True)
-    with engine.begin() as conn:
-        state = conn.execute(
-            select(source.c.etag, source.c.last_modified, source.c.watermark).where(
-                source.c.source_id == source_id
-            )
-        ).one()
-        run_id = conn.execute(
-            insert(collection_run)
-            .values(source_id=source_id, run_date=run_date, started_at=started, status="running")
-            .returning(collection_run.c.run_id)
-        ).scalar_one()
-    client = client_factory(
-        settings, src, run_date=run_date, politeness=politeness or make_politeness(settings, config)
-    )
+    client = client_factory(settings, src, run_date=run_date, politeness=politeness)
     if isinstance(client.on_response, RawLanding):
         client.on_response.write_context(state.etag, state.last_modified, state.watermark)
     try:
@@ -199,12 +229,12 @@ def collect_source(
             last_modified=state.last_modified,
             watermark=state.watermark,
             team=config.team,
+            parser=parser,
         )
         result = collector_for(src.kind)(ctx)
     except Exception as exc:  # noqa: BLE001 - any failure of one source is recorded, not fatal
         reason = str(exc) if isinstance(exc, EngageError) else f"{type(exc).__name__}: {exc}"
-        status_code = getattr(exc, "status", None)
-        _record_failure(engine, run_id, source_id, reason, status_code)
+        runs.failed(state, reason, getattr(exc, "status", None))
         log.warning("source %s failed: %s", src.name, reason)
         raise SourceFailed(src.name, reason) from exc
     finally:
@@ -213,22 +243,22 @@ def collect_source(
         result.warnings.extend(
             f"robots.txt disallows {url}: not fetched" for url in client.policy.blocked
         )
-    _write_staged(path, result)
     status = "not_modified" if result.not_modified else "success"
-    with engine.begin() as conn:
-        conn.execute(
-            update(collection_run)
-            .where(collection_run.c.run_id == run_id)
-            .values(
-                status=status,
-                finished_at=now(),
-                http_status=result.http_status,
-                items=len(result.items),
-                observations=len(result.observations),
-                requests=result.requests,
-                error="; ".join(result.warnings)[:4000] or None,
-            )
-        )
+    cursor = None
+    if result.has_records():
+        _write_staged(path, result)
+    else:  # nothing to load: the new cursor is stored with the run's end
+        cursor = (result.etag, result.last_modified, result.watermark)
+    runs.finished(
+        state,
+        status=status,
+        http_status=result.http_status,
+        items=len(result.items),
+        observations=len(result.observations),
+        requests=result.requests,
+        warnings=result.warnings,
+        cursor=cursor,
+    )
     for warning in result.warnings:
         log.warning("source %s: %s", src.name, warning)
     return CollectOutcome(
@@ -239,32 +269,6 @@ def collect_source(
         observations=len(result.observations),
         warnings=result.warnings,
     )
-
-
-def _record_failure(
-    engine: Engine, run_id: int, source_id: int, reason: str, http_status: int | None
-) -> None:
-    stamp = now()
-    with engine.begin() as conn:
-        conn.execute(
-            update(collection_run)
-            .where(collection_run.c.run_id == run_id)
-            .values(status="failed", finished_at=stamp, http_status=http_status, error=reason[:4000])
-        )
-        failures = conn.execute(
-            select(source.c.consecutive_failures).where(source.c.source_id == source_id)
-        ).scalar_one()
-        # The next daily run retries anyway; the hint grows with repeated failures.
-        wait = timedelta(hours=min(24, 2**failures))
-        conn.execute(
-            update(source)
-            .where(source.c.source_id == source_id)
-            .values(
-                consecutive_failures=failures + 1,
-                last_error=reason[:4000],
-                next_attempt_at=stamp + wait,
-            )
-        )
 
 
 @dataclass
@@ -400,106 +404,65 @@ def collect_all(
 ) -> list[CollectOutcome]:
     """Collect every enabled source concurrently; failures are outcomes, not raises.
 
-    The sources share one ``Politeness`` (robots.txt, per-host limits), and
-    at most a host's ``max_concurrency`` sources run at once, so the sources
-    of a slow host queue among themselves while other hosts go on.
-
-    Parsing is CPU work, and threads share one core: with ``processes`` > 1
-    the hosts are split into that many groups (every source of a host in the
-    same group, so its limits still hold), each collected by its own process
-    with ``max_workers`` threads. In Airflow each source is its own task, so
-    this is for ``engage run`` and ``engage collect``.
+    The sources run on ``max_workers`` threads and share one ``Politeness``
+    (robots.txt, per-host limits): at most a host's ``max_concurrency``
+    sources run at once, so the sources of a slow host queue among
+    themselves while other hosts go on. Parsing is CPU work, and threads
+    share one core: with ``processes`` > 1 the collectors parse on that many
+    worker processes (``collectors.parsing``), started on the first parse.
+    The run rows are written in batches (``CollectionRuns``). In Airflow each
+    source is its own task (``collect_source``), so this is for ``engage
+    run`` and ``engage collect``.
     """
     engine = engine or open_warehouse(settings)
     ids = sync_sources(engine, config)
-    groups = _host_groups(config.enabled(), processes)
-    if len(groups) > 1:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
+    sources = config.enabled()
+    runs = CollectionRuns(engine, run_date, flush_every=RUN_FLUSH_SECONDS)
+    states = runs.open({src.name: ids[src.name] for src in sources})
+    politeness = make_politeness(settings, config)
+    parsers = ParserPool(processes) if processes > 1 else None
 
-        by_name: dict[str, CollectOutcome] = {}
-        context = multiprocessing.get_context("spawn")  # no fork of a threaded process
-        with ProcessPoolExecutor(max_workers=len(groups), mp_context=context) as pool:
-            futures = [
-                pool.submit(_collect_group, settings, config, names, run_date, ids, max_workers)
-                for names in groups
-            ]
-            for future in futures:
-                for outcome in future.result():
-                    by_name[outcome.source] = outcome
-        return [by_name[src.name] for src in config.enabled()]
-    return _collect_threads(settings, config, config.enabled(), run_date, engine, ids, max_workers)
+    def one(src: SourceConfig) -> CollectOutcome:
+        try:
+            return _collect_one(
+                settings,
+                config,
+                src,
+                run_date,
+                states[src.name],
+                runs,
+                politeness=politeness,
+                parser=parsers or parse_inline,
+            )
+        except SourceFailed as exc:
+            return CollectOutcome(source=src.name, status="failed", error=exc.reason)
+
+    try:
+        return run_by_host(
+            sources,
+            one,
+            host=lambda src: src.host,
+            slots=lambda host: politeness.limits(host).max_concurrency,
+            max_workers=max_workers,
+        )
+    finally:
+        if parsers is not None:
+            parsers.close()
+        runs.flush()
 
 
+# How late collect_all may write the end of a source's run row.
+RUN_FLUSH_SECONDS = 0.5
 PROCESSES_FROM_SOURCES = 100
 
 
 def default_processes(config: SourcesConfig, asked: int | None = None) -> int:
-    """``asked``, or the CPUs (at most 4) for 100 sources or more (starting a
-    process costs about a second), else 1."""
+    """``asked``, or the CPUs (at most 4) for 100 sources or more, else 1 (parse inline)."""
     if asked is not None:
         return max(1, asked)
     if len(config.enabled()) < PROCESSES_FROM_SOURCES:
         return 1
     return max(1, min(os.cpu_count() or 1, 4))
-
-
-def _host_groups(sources: list[SourceConfig], processes: int) -> list[list[str]]:
-    """Source names split into at most ``processes`` groups of whole hosts, balanced by count."""
-    per_host: dict[str, list[str]] = {}
-    for src in sources:
-        per_host.setdefault(src.host, []).append(src.name)
-    count = max(1, min(processes, len(per_host)))
-    groups: list[list[str]] = [[] for _ in range(count)]
-    for names in sorted(per_host.values(), key=len, reverse=True):
-        min(groups, key=len).extend(names)
-    return [g for g in groups if g]
-
-
-def _collect_group(
-    settings: Settings,
-    config: SourcesConfig,
-    names: list[str],
-    run_date: date,
-    ids: dict[str, int],
-    max_workers: int,
-) -> list[CollectOutcome]:
-    """One process's share of ``collect_all``: its hosts' sources on a thread pool."""
-    engine = make_engine(settings.warehouse_url)
-    try:
-        wanted = set(names)
-        sources = [s for s in config.enabled() if s.name in wanted]
-        return _collect_threads(settings, config, sources, run_date, engine, ids, max_workers)
-    finally:
-        engine.dispose()
-
-
-def _collect_threads(
-    settings: Settings,
-    config: SourcesConfig,
-    sources: list[SourceConfig],
-    run_date: date,
-    engine: Engine,
-    ids: dict[str, int],
-    max_workers: int,
-) -> list[CollectOutcome]:
-    politeness = make_politeness(settings, config)
-
-    def one(src: SourceConfig) -> CollectOutcome:
-        try:
-            return collect_source(
-                settings, config, src.name, run_date, engine=engine, politeness=politeness, source_ids=ids
-            )
-        except SourceFailed as exc:
-            return CollectOutcome(source=src.name, status="failed", error=exc.reason)
-
-    return run_by_host(
-        sources,
-        one,
-        host=lambda src: src.host,
-        slots=lambda host: politeness.limits(host).max_concurrency,
-        max_workers=max_workers,
-    )
 
 
 def previous_day(day: date) -> date:

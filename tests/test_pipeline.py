@@ -100,8 +100,18 @@ def test_conditional_get_state_is_stored_and_used(
 
     assert pipeline.run_day(settings, config, DAY)[0].status == "success"
     assert state() == ('"e1"', "Fri, 20 Nov 2026 00:00:00 GMT")
-    assert pipeline.run_day(settings, config, date(2026, 11, 21))[0].status == "not_modified"
+    outcome = pipeline.collect_source(settings, config, "vendor", date(2026, 11, 21), engine=engine)
+    assert outcome.status == "not_modified"
+    # Nothing to load: nothing staged, and the run row is ended and loaded at once.
+    assert not pipeline.staged_path(settings, date(2026, 11, 21), "vendor").exists()
+    with engine.connect() as conn:
+        run = conn.execute(
+            select(collection_run).where(collection_run.c.run_date == date(2026, 11, 21))
+        ).one()
+    assert (run.status, run.http_status) == ("not_modified", 304)
+    assert run.finished_at is not None and run.loaded_at is not None
     assert state() == ('"e1"', "Fri, 20 Nov 2026 00:00:00 GMT")  # kept on 304
+    assert pipeline.load_day(settings, config, date(2026, 11, 21), engine=engine) == []
     assert _counts(engine)[0] == 2
     pipeline.run_day(settings, config, date(2026, 11, 22))
     assert state() == ('"e2"', None)  # replaced on 200: no Last-Modified any more

@@ -163,7 +163,7 @@ def test_a_source_that_failed_yesterday_is_retried_today(
     assert items == ["flaky-1"]
 
 
-def test_collect_all_in_several_processes_keeps_each_host_in_one_and_loads_everything(
+def test_collect_all_with_parser_processes_loads_everything_and_asks_robots_once_per_host(
     engine: Engine, loopback_server, write_sources, settings_for  # type: ignore[no-untyped-def]
 ) -> None:
     servers = [loopback_server(f"127.0.0.{n}") for n in (1, 2, 3)]
@@ -176,19 +176,21 @@ def test_collect_all_in_several_processes_keeps_each_host_in_one_and_loads_every
             )
             lines.append(f'  - {{name: h{h}s{i}, kind: rss, url: "{server.url_for(f"/{i}.xml")}"}}')
     lines.append('  - {name: broken, kind: rss, url: "http://127.0.0.1:9/feed.xml"}')
-    path = write_sources("sources:\n" + "\n".join(lines) + "\n")
+    path = write_sources('hosts: {"*": {robots: true}}\nsources:\n' + "\n".join(lines) + "\n")
     settings = settings_for(engine.url.render_as_string(hide_password=False), sources=path)
     config = load_sources(path)
 
-    assert pipeline._host_groups(config.enabled(), 2) == [
-        ["h0s0", "h0s1", "h0s2", "broken"], ["h1s0", "h1s1", "h1s2", "h2s0", "h2s1", "h2s2"]
-    ]
     outcomes = pipeline.collect_all(settings, config, DAY, engine=engine, max_workers=4, processes=2)
+    for server in servers:  # one run, one politeness: robots.txt once per host
+        assert [r.path for r, _ in server.log].count("/robots.txt") == 1
     assert [o.source for o in outcomes] == [s.name for s in config.enabled()]  # the file's order
     assert [o.status for o in outcomes] == ["success"] * 9 + ["failed"]
     pipeline.load_day(settings, config, DAY, engine=engine)
     with engine.connect() as conn:
         items = sorted(conn.execute(select(content_item.c.external_id)).scalars())
     assert items == sorted(f"h{h}s{i}-1" for h in range(3) for i in range(3))
-    assert pipeline.default_processes(config) == 1  # few sources: no processes to start
+    with engine.connect() as conn:
+        runs = dict(conn.execute(select(source.c.name, collection_run.c.status).join(collection_run)).all())
+    assert runs == {o.source: o.status for o in outcomes}  # every run row ended
+    assert pipeline.default_processes(config) == 1  # few sources: parse inline
     assert pipeline.default_processes(config, 3) == 3

@@ -1,0 +1,260 @@
+"""The ``collection_run`` rows of one collect step, and the source state they change.
+
+``CollectionRuns.open`` reads the cursor state (ETag, Last-Modified,
+watermark, failures so far) of every source it is given and inserts their
+``running`` rows, in one transaction. Each source then ends as one of:
+
+- ``finished`` with records to load: the row gets its status and counts; the
+  cursor state waits for ``load_day``, which writes it in the same
+  transaction as the records (so the state never runs ahead of the data);
+- ``finished`` with nothing to load (a ``304``, an empty page): the cursor
+  state is written here and the row is marked loaded at once, so nothing is
+  staged and ``load_day`` has nothing to do for that source;
+- ``failed``: the row gets the error and the HTTP status, the source its
+  failure count, last error and next-attempt hint.
+
+With ``flush_every=0`` (one source, as each Airflow task) every end is
+written at once. ``collect_all`` passes a flush interval: the ends of many
+sources are then written together, at most that many seconds late, as one
+``executemany`` per statement -- a thousand sources ending within a second
+are a few transactions instead of two thousand, which SQLite would
+otherwise run one at a time with every other writer waiting for its lock.
+A row whose process dies before its end is written stays ``running``, which
+the run summary reports as not finished.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, bindparam, insert, select, update
+
+from engage.warehouse.schema import collection_run, source
+
+log = logging.getLogger(__name__)
+
+MAX_ERROR = 4000
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class SourceState:
+    """A source's cursor when its collection started, and its run row."""
+
+    source_id: int
+    run_id: int
+    etag: str | None
+    last_modified: str | None
+    watermark: str | None
+    consecutive_failures: int
+
+
+def retry_wait(failures_before: int) -> timedelta:
+    """The next-attempt hint after a failure: the daily run retries anyway; the
+    hint grows with repeated failures (1 h, 2 h, 4 h ... 24 h)."""
+    return timedelta(hours=min(24, 2 ** min(failures_before, 5)))
+
+
+_FINISH_RUN = (
+    update(collection_run)
+    .where(collection_run.c.run_id == bindparam("b_run_id"))
+    .values(
+        status=bindparam("b_status"),
+        finished_at=bindparam("b_finished_at"),
+        loaded_at=bindparam("b_loaded_at"),
+        http_status=bindparam("b_http_status"),
+        items=bindparam("b_items"),
+        observations=bindparam("b_observations"),
+        requests=bindparam("b_requests"),
+        error=bindparam("b_error"),
+    )
+)
+_SOURCE_SUCCEEDED = (
+    update(source)
+    .where(source.c.source_id == bindparam("b_source_id"))
+    .values(
+        etag=bindparam("b_etag"),
+        last_modified=bindparam("b_last_modified"),
+        watermark=bindparam("b_watermark"),
+        last_success_at=bindparam("b_at"),
+        last_error=None,
+        consecutive_failures=0,
+        next_attempt_at=None,
+    )
+)
+_SOURCE_FAILED = (
+    update(source)
+    .where(source.c.source_id == bindparam("b_source_id"))
+    .values(
+        consecutive_failures=bindparam("b_failures"),
+        last_error=bindparam("b_error"),
+        next_attempt_at=bindparam("b_next_attempt_at"),
+    )
+)
+
+
+class CollectionRuns:
+    """Opens and ends the collection runs of one collect step (thread-safe)."""
+
+    def __init__(self, engine: Engine, run_date: date, *, flush_every: float = 0.0) -> None:
+        self.engine = engine
+        self.run_date = run_date
+        self.flush_every = flush_every
+        self._lock = threading.Lock()
+        self._flushing = threading.Lock()
+        self._last_flush = time.monotonic()
+        self._runs: list[dict[str, Any]] = []
+        self._succeeded: list[dict[str, Any]] = []
+        self._failed: list[dict[str, Any]] = []
+
+    def open(self, source_ids: dict[str, int]) -> dict[str, SourceState]:
+        """``running`` rows for these sources (name -> source id), with their state."""
+        if not source_ids:
+            return {}
+        started = now()
+        ids = list(source_ids.values())
+        with self.engine.begin() as conn:
+            states = {
+                r.source_id: r
+                for r in conn.execute(
+                    select(
+                        source.c.source_id,
+                        source.c.etag,
+                        source.c.last_modified,
+                        source.c.watermark,
+                        source.c.consecutive_failures,
+                    ).where(source.c.source_id.in_(ids))
+                )
+            }
+            rows = [
+                {"source_id": i, "run_date": self.run_date, "started_at": started, "status": "running"}
+                for i in ids
+            ]
+            run_ids = conn.execute(
+                insert(collection_run).returning(collection_run.c.run_id, sort_by_parameter_order=True),
+                rows,
+            ).scalars().all()
+        opened = {}
+        for (name, source_id), run_id in zip(source_ids.items(), run_ids, strict=True):
+            state = states[source_id]
+            opened[name] = SourceState(
+                source_id=source_id,
+                run_id=run_id,
+                etag=state.etag,
+                last_modified=state.last_modified,
+                watermark=state.watermark,
+                consecutive_failures=state.consecutive_failures or 0,
+            )
+        return opened
+
+    def finished(
+        self,
+        state: SourceState,
+        *,
+        status: str,
+        http_status: int | None,
+        items: int,
+        observations: int,
+        requests: int,
+        warnings: list[str],
+        cursor: tuple[str | None, str | None, str | None] | None = None,
+    ) -> None:
+        """The source ended without an error. ``cursor`` (ETag, Last-Modified,
+        watermark) is given when there was nothing to load: it is stored now."""
+        stamp = now()
+        run = {
+            "b_run_id": state.run_id,
+            "b_status": status,
+            "b_finished_at": stamp,
+            "b_loaded_at": stamp if cursor is not None else None,
+            "b_http_status": http_status,
+            "b_items": items,
+            "b_observations": observations,
+            "b_requests": requests,
+            "b_error": "; ".join(warnings)[:MAX_ERROR] or None,
+        }
+        succeeded = None
+        if cursor is not None:
+            etag, last_modified, watermark = cursor
+            succeeded = {
+                "b_source_id": state.source_id,
+                "b_etag": etag,
+                "b_last_modified": last_modified,
+                "b_watermark": watermark if watermark is not None else state.watermark,
+                "b_at": stamp,
+            }
+        self._add(run, succeeded=succeeded)
+
+    def failed(self, state: SourceState, reason: str, http_status: int | None) -> None:
+        stamp = now()
+        run = {
+            "b_run_id": state.run_id,
+            "b_status": "failed",
+            "b_finished_at": stamp,
+            "b_loaded_at": None,
+            "b_http_status": http_status,
+            "b_items": 0,
+            "b_observations": 0,
+            "b_requests": 0,
+            "b_error": reason[:MAX_ERROR],
+        }
+        failed = {
+            "b_source_id": state.source_id,
+            "b_failures": state.consecutive_failures + 1,
+            "b_error": reason[:MAX_ERROR],
+            "b_next_attempt_at": stamp + retry_wait(state.consecutive_failures),
+        }
+        self._add(run, failed=failed)
+
+    def _add(
+        self, run: dict[str, Any], *, succeeded: dict[str, Any] | None = None, failed: dict[str, Any] | None = None
+    ) -> None:
+        with self._lock:
+            self._runs.append(run)
+            if succeeded is not None:
+                self._succeeded.append(succeeded)
+            if failed is not None:
+                self._failed.append(failed)
+            due = time.monotonic() - self._last_flush >= self.flush_every
+        if self.flush_every <= 0:
+            self.flush()
+        # One thread writes at a time; the others go on and their ends wait for the next write.
+        elif due and self._flushing.acquire(blocking=False):
+            try:
+                self._write()
+            except Exception as exc:  # noqa: BLE001 - kept for the next write; flush() raises
+                log.warning("collection runs not written yet (%s: %s); retried on the next write", type(exc).__name__, exc)
+            finally:
+                self._flushing.release()
+
+    def flush(self) -> None:
+        """Write every end not written yet."""
+        with self._flushing:
+            self._write()
+
+    def _write(self) -> None:
+        with self._lock:
+            runs, succeeded, failed = self._runs, self._succeeded, self._failed
+            self._runs, self._succeeded, self._failed = [], [], []
+            self._last_flush = time.monotonic()
+        if not runs:
+            return
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(_FINISH_RUN, runs)
+                if succeeded:
+                    conn.execute(_SOURCE_SUCCEEDED, succeeded)
+                if failed:
+                    conn.execute(_SOURCE_FAILED, failed)
+        except Exception:
+            with self._lock:  # kept for the next write; flush() raises if it still fails
+                self._runs[:0], self._succeeded[:0], self._failed[:0] = runs, succeeded, failed
+            raise
