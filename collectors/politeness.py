@@ -8,12 +8,17 @@ port):
 - **concurrency**: at most ``max_concurrency`` requests in flight (a
   semaphore held from the request until its body is read);
 - **rate**: requests start at least ``1 / requests_per_second`` apart;
-- **robots.txt** (parsed with protego, fetched once per host and run, at most
-  512 KB): a disallowed URL raises ``RobotsDisallowed`` and is recorded on
-  the source's policy. As RFC 9309 says, a robots.txt that answers 4xx
-  allows everything, one that cannot be fetched (5xx, network) disallows
-  everything for this run. Its ``Crawl-delay`` / ``Request-rate`` slow the
-  host down when the config gives no rate.
+- **robots.txt** (parsed with protego, at most 512 KB): a disallowed URL
+  raises ``RobotsDisallowed`` and is recorded on the source's policy. As
+  RFC 9309 says, a robots.txt that answers 4xx allows everything, one that
+  cannot be fetched (5xx, network) disallows everything for this run. Its
+  ``Crawl-delay`` / ``Request-rate`` slow the host down when the config
+  gives no rate. It is asked for once per host and run, and with a
+  ``RobotsCache`` (``$ENGAGE_HOME/cache/robots``) at most once per
+  ``ENGAGE_ROBOTS_CACHE_HOURS`` (24, the most RFC 9309 allows) across runs
+  and Airflow tasks; an older copy is revalidated with its ETag /
+  Last-Modified, and used when the host cannot be reached (RFC 9309 2.4)
+  instead of disallowing everything.
 
 Where the limits come from, for host H:
 
@@ -40,7 +45,10 @@ the sources of one slow host take every worker.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import os
 import threading
 import time
 from collections import deque
@@ -48,7 +56,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, TypeVar
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 from protego import Protego
@@ -56,7 +66,7 @@ from protego import Protego
 from engage.errors import FetchError
 
 if TYPE_CHECKING:
-    from collectors.http import HttpClient
+    from collectors.http import SessionPool
     from engage.config import HostConfig, SourceConfig, SourcesConfig
 
 log = logging.getLogger(__name__)
@@ -123,6 +133,71 @@ class _Robots:
     error: str | None = None  # set: robots.txt unreachable, everything disallowed
 
 
+@dataclass(frozen=True)
+class CachedRobots:
+    """A robots.txt answer as kept between runs: 2xx with its body, or 4xx (allow all)."""
+
+    origin: str
+    status: int
+    body: str
+    fetched_at: datetime
+    etag: str | None = None
+    last_modified: str | None = None
+
+
+class RobotsCache:
+    """robots.txt answers kept in a folder between runs, one small JSON file per origin.
+
+    Shared by every run and Airflow task using the same ``$ENGAGE_HOME``;
+    writes are atomic (a reader sees the old file or the new one). A file
+    that cannot be read is treated as absent.
+    """
+
+    def __init__(self, folder: Path, max_age: timedelta) -> None:
+        self.folder = folder
+        self.max_age = max_age
+
+    def _path(self, origin: str) -> Path:
+        return self.folder / (hashlib.sha256(origin.encode()).hexdigest()[:32] + ".json")
+
+    def get(self, origin: str) -> CachedRobots | None:
+        try:
+            data = json.loads(self._path(origin).read_text(encoding="utf-8"))
+            if data["origin"] != origin:
+                return None
+            return CachedRobots(
+                origin=origin,
+                status=int(data["status"]),
+                body=str(data["body"]),
+                fetched_at=datetime.fromisoformat(data["fetched_at"]),
+                etag=data.get("etag"),
+                last_modified=data.get("last_modified"),
+            )
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def fresh(self, cached: CachedRobots) -> bool:
+        return datetime.now(UTC) - cached.fetched_at < self.max_age
+
+    def put(self, entry: CachedRobots) -> None:
+        data: dict[str, Any] = {
+            "origin": entry.origin,
+            "status": entry.status,
+            "body": entry.body,
+            "fetched_at": entry.fetched_at.isoformat(),
+            "etag": entry.etag,
+            "last_modified": entry.last_modified,
+        }
+        path = self._path(entry.origin)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.tmp{os.getpid()}-{threading.get_ident()}")
+            tmp.write_text(json.dumps(data), encoding="utf-8")
+            tmp.replace(path)
+        except OSError as exc:  # a cache that cannot be written costs a fetch next time, nothing more
+            log.warning("robots.txt cache %s not written: %s", path, exc)
+
+
 class Politeness:
     """robots.txt and the per-host limits of one run, shared by all its sources."""
 
@@ -132,12 +207,15 @@ class Politeness:
         *,
         source_limits: Mapping[str, Sequence[HostConfig]] | None = None,
         user_agent: str = "engage",
-        robots_client: Callable[[], HttpClient] | None = None,
+        robots_cache: RobotsCache | None = None,
+        sessions: SessionPool | None = None,
     ) -> None:
         self.hosts = {h.lower(): c for h, c in (hosts or {}).items()}
         self.source_limits = {h.lower(): list(c) for h, c in (source_limits or {}).items()}
         self.user_agent = user_agent
-        self._robots_client = robots_client
+        self.robots_cache = robots_cache
+        self.sessions = sessions
+        self.robots_fetched = 0  # requests for robots.txt made by this run
         self._gates: dict[str, HostGate] = {}
         self._robots: dict[str, _Robots] = {}
         self._robots_locks: dict[str, threading.Lock] = {}
@@ -146,7 +224,12 @@ class Politeness:
 
     @classmethod
     def from_config(
-        cls, config: SourcesConfig, *, user_agent: str, robots_client: Callable[[], HttpClient] | None = None
+        cls,
+        config: SourcesConfig,
+        *,
+        user_agent: str,
+        robots_cache: RobotsCache | None = None,
+        sessions: SessionPool | None = None,
     ) -> Politeness:
         from engage.config import HostConfig
 
@@ -156,7 +239,9 @@ class Politeness:
             conc = src.options.get("max_concurrency")
             if rps is not None or conc is not None:
                 by_host.setdefault(src.host, []).append(HostConfig(rps, conc))
-        return cls(config.hosts, source_limits=by_host, user_agent=user_agent, robots_client=robots_client)
+        return cls(
+            config.hosts, source_limits=by_host, user_agent=user_agent, robots_cache=robots_cache, sessions=sessions
+        )
 
     # --- limits -----------------------------------------------------------
 
@@ -204,25 +289,62 @@ class Politeness:
             return known
 
     def _fetch_robots(self, origin: str, host: str) -> _Robots:
+        cached = self.robots_cache.get(origin) if self.robots_cache is not None else None
+        if cached is not None and self.robots_cache is not None and self.robots_cache.fresh(cached):
+            return self._rules(host, cached.status, cached.body)
+        status, body, headers, error = self._ask_robots(origin, host, cached)
+        if error is not None or status >= 500:
+            if cached is not None:  # unreachable: the last copy we had (RFC 9309 2.4)
+                log.warning("%s/robots.txt: %s; using the copy of %s", origin, error or f"HTTP {status}", cached.fetched_at)
+                return self._rules(host, cached.status, cached.body)
+            return _Robots(None, error=error or f"robots.txt answered HTTP {status}")
+        if status == 304 and cached is not None:
+            status, body = cached.status, cached.body
+            headers = {"ETag": cached.etag, "Last-Modified": cached.last_modified, **headers}
+        if self.robots_cache is not None and (200 <= status < 300 or 400 <= status < 500):
+            self.robots_cache.put(
+                CachedRobots(
+                    origin=origin,
+                    status=status,
+                    body=body,
+                    fetched_at=datetime.now(UTC),
+                    etag=headers.get("ETag"),
+                    last_modified=headers.get("Last-Modified"),
+                )
+            )
+        return self._rules(host, status, body)
+
+    def _ask_robots(
+        self, origin: str, host: str, cached: CachedRobots | None
+    ) -> tuple[int, str, dict[str, str], str | None]:
+        """(status, body, headers, error) of one request for robots.txt."""
         from collectors.http import HttpClient
 
-        robots_url = origin + "/robots.txt"
-        client = self._robots_client() if self._robots_client else HttpClient(
+        client = HttpClient(
             user_agent=self.user_agent, retries=1, backoff_factor=0.2, read_timeout=10.0,
-            max_bytes=ROBOTS_MAX_BYTES, max_retry_after=5.0, deadline=30.0,
+            max_bytes=ROBOTS_MAX_BYTES, max_retry_after=5.0, deadline=30.0, sessions=self.sessions,
         )
         try:
             with self.gate(host).slot():
-                resp = client.get(robots_url, ok_statuses=tuple(range(200, 600)))
+                with self._lock:
+                    self.robots_fetched += 1
+                resp = client.get(
+                    origin + "/robots.txt",
+                    etag=cached.etag if cached else None,
+                    last_modified=cached.last_modified if cached else None,
+                    ok_statuses=tuple(range(200, 600)),
+                )
         except FetchError as exc:
-            return _Robots(None, error=f"robots.txt could not be fetched: {exc.reason}")
+            return 0, "", {}, f"robots.txt could not be fetched: {exc.reason}"
         finally:
             client.close()
-        if resp.status >= 500:
-            return _Robots(None, error=f"robots.txt answered HTTP {resp.status}")
-        if resp.status >= 400 or resp.status == 304:
+        headers = {k: v for k in ("ETag", "Last-Modified") if (v := resp.headers.get(k))}
+        return resp.status, resp.body.decode("utf-8", "replace"), headers, None
+
+    def _rules(self, host: str, status: int, body: str) -> _Robots:
+        if status >= 300:  # 4xx (and a 3xx that was not followed): everything allowed
             return _Robots(None)
-        rules = Protego.parse(resp.body.decode("utf-8", "replace"))
+        rules = Protego.parse(body)
         delay = rules.crawl_delay(self.user_agent)
         rate = rules.request_rate(self.user_agent)
         if rate is not None and rate.requests:

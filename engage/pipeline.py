@@ -34,9 +34,9 @@ from sqlalchemy import Engine, func, select, update
 
 from collectors import collector_for
 from collectors.base import CollectContext
-from collectors.http import HttpClient
+from collectors.http import HttpClient, SessionPool
 from collectors.parsing import ParserPool, parse_inline
-from collectors.politeness import Politeness, SourcePolicy, run_by_host
+from collectors.politeness import Politeness, RobotsCache, SourcePolicy, run_by_host
 from collectors.records import CollectResult
 from engage.collection_runs import CollectionRuns, SourceState
 from engage.config import SourceConfig, SourcesConfig
@@ -129,9 +129,14 @@ def sync_sources(engine: Engine, config: SourcesConfig) -> dict[str, int]:
         return {r.name: r.source_id for r in conn.execute(select(source.c.name, source.c.source_id))}
 
 
-def make_politeness(settings: Settings, config: SourcesConfig) -> Politeness:
-    """robots.txt and per-host limits, shared by every source of one run."""
-    return Politeness.from_config(config, user_agent=settings.user_agent)
+def make_politeness(
+    settings: Settings, config: SourcesConfig, *, sessions: SessionPool | None = None
+) -> Politeness:
+    """robots.txt (cached for ``robots_cache_hours``) and per-host limits, shared by
+    every source of one run."""
+    hours = settings.robots_cache_hours
+    cache = RobotsCache(settings.robots_cache_dir, timedelta(hours=hours)) if hours > 0 else None
+    return Politeness.from_config(config, user_agent=settings.user_agent, robots_cache=cache, sessions=sessions)
 
 
 def make_client(
@@ -140,9 +145,11 @@ def make_client(
     *,
     run_date: date | None = None,
     politeness: Politeness | None = None,
+    sessions: SessionPool | None = None,
 ) -> HttpClient:
     """The source's HTTP client; with ``run_date`` every response is landed under
-    ``$ENGAGE_HOME/raw/<date>/<source>/``, with ``politeness`` the run's limits apply."""
+    ``$ENGAGE_HOME/raw/<date>/<source>/``, with ``politeness`` the run's limits
+    apply, with ``sessions`` it shares the run's connections."""
     return HttpClient(
         user_agent=settings.user_agent,
         connect_timeout=settings.http_connect_timeout,
@@ -150,6 +157,7 @@ def make_client(
         max_bytes=int(src.options.get("max_bytes", settings.http_max_bytes)),
         on_response=RawLanding(settings.raw_dir, run_date, src.name) if run_date else None,
         policy=politeness.for_source(src) if politeness is not None else None,
+        sessions=sessions,
     )
 
 
@@ -182,7 +190,7 @@ def collect_source(
 
     ``politeness`` is the run's shared one (a new one when not given);
     ``source_ids`` spares a sync of the source table when the caller did it.
-    ``client_factory(settings, src, run_date=..., politeness=...)`` makes the client.
+    ``client_factory(settings, src, run_date=..., politeness=..., sessions=...)`` makes the client.
     A failure is recorded and raised as ``SourceFailed``.
     """
     src = config.get(source_name)
@@ -190,16 +198,18 @@ def collect_source(
     ids = source_ids if source_ids is not None else sync_sources(engine, config)
     runs = CollectionRuns(engine, run_date)  # every end written at once
     state = runs.open({src.name: ids[src.name]})[src.name]
-    return _collect_one(
-        settings,
-        config,
-        src,
-        run_date,
-        state,
-        runs,
-        client_factory=client_factory,
-        politeness=politeness or make_politeness(settings, config),
-    )
+    with SessionPool() as sessions:
+        return _collect_one(
+            settings,
+            config,
+            src,
+            run_date,
+            state,
+            runs,
+            client_factory=client_factory,
+            politeness=politeness or make_politeness(settings, config, sessions=sessions),
+            sessions=sessions,
+        )
 
 
 def _collect_one(
@@ -212,12 +222,13 @@ def _collect_one(
     *,
     client_factory: Callable[..., HttpClient] = make_client,
     politeness: Politeness,
+    sessions: SessionPool | None = None,
     parser: Callable[..., Any] = parse_inline,
 ) -> CollectOutcome:
     """Fetch and parse one source; stage what there is to load; end its run row."""
     path = staged_path(settings, run_date, src.name)
     path.unlink(missing_ok=True)
-    client = client_factory(settings, src, run_date=run_date, politeness=politeness)
+    client = client_factory(settings, src, run_date=run_date, politeness=politeness, sessions=sessions)
     if isinstance(client.on_response, RawLanding):
         client.on_response.write_context(state.etag, state.last_modified, state.watermark)
     try:
@@ -419,7 +430,8 @@ def collect_all(
     sources = config.enabled()
     runs = CollectionRuns(engine, run_date, flush_every=RUN_FLUSH_SECONDS)
     states = runs.open({src.name: ids[src.name] for src in sources})
-    politeness = make_politeness(settings, config)
+    sessions = SessionPool()
+    politeness = make_politeness(settings, config, sessions=sessions)
     parsers = ParserPool(processes) if processes > 1 else None
 
     def one(src: SourceConfig) -> CollectOutcome:
@@ -432,6 +444,7 @@ def collect_all(
                 states[src.name],
                 runs,
                 politeness=politeness,
+                sessions=sessions,
                 parser=parsers or parse_inline,
             )
         except SourceFailed as exc:
@@ -448,6 +461,7 @@ def collect_all(
     finally:
         if parsers is not None:
             parsers.close()
+        sessions.close()
         runs.flush()
 
 

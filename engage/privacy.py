@@ -251,13 +251,14 @@ def forget_in_files(
                 continue
             try:
                 meta = json.loads(meta_path.read_text(encoding="utf-8"))
-                body_path = meta_path.with_name(meta["body"])
-                body = gzip.decompress(body_path.read_bytes()) if body_path.exists() else b""
+                body_path = meta_path.with_name(meta["body"]) if meta.get("body") else None  # None: a 304
+                body = gzip.decompress(body_path.read_bytes()) if body_path and body_path.exists() else b""
             except (OSError, ValueError, KeyError, EOFError) as exc:
                 log.warning("forget: cannot read %s (%s); left in place", meta_path, exc)
                 continue
             if _mentions(body, needles) or _mentions(json.dumps(meta).encode(), needles):
-                body_path.unlink(missing_ok=True)
+                if body_path is not None:
+                    body_path.unlink(missing_ok=True)
                 meta_path.unlink()
                 report.files.append(str(meta_path.relative_to(settings.home)))
     staging = settings.staging_dir

@@ -4,10 +4,13 @@ Layout, under ``$ENGAGE_HOME/raw/<run date>/<source>/``:
 
 - ``<time>-<n>.json``: one response's metadata -- the URL asked for (with
   its ``params``), the final URL, status, headers, fetch time, elapsed
-  seconds, attempts, body size and SHA-256, and the name of its body file;
+  seconds, attempts, body size and SHA-256, and the name of its body file
+  (``null`` for an empty body, such as a 304's);
 - ``<time>-<n>.body.gz``: the body, gzip-compressed (``zcat`` reads it);
-- ``context.json``: the cursor the source started the day with (ETag,
-  Last-Modified, watermark), from its first attempt of the day.
+- the cursor the source started the day with (ETag, Last-Modified,
+  watermark) is in every metadata file as ``context``; the day's earliest
+  response has the first attempt's (folders landed before kept it in a
+  ``context.json``, which is still read).
 
 The date is the run's logical date, so ``engage reparse --date D`` finds
 what the run for D fetched. Files are written to a temporary name and
@@ -89,20 +92,22 @@ class RawLanding:
     def __init__(self, raw_root: Path, run_date: date, source_name: str) -> None:
         self.folder = source_dir(raw_root, run_date, source_name)
         self.written = 0
+        self.context: dict[str, str | None] | None = None
+        self._folder_made = False
 
     def write_context(self, etag: str | None, last_modified: str | None, watermark: str | None) -> None:
-        """The cursor the source starts from; only the day's first attempt writes it."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        path = self.folder / CONTEXT_FILE
-        if not path.exists():
-            payload = {"etag": etag, "last_modified": last_modified, "watermark": watermark}
-            _write_atomic(path, json.dumps(payload).encode())
+        """The cursor the source starts from, kept in each response's metadata
+        (the day's earliest response has the day's first cursor)."""
+        self.context = {"etag": etag, "last_modified": last_modified, "watermark": watermark}
 
     def __call__(self, resp: HttpResponse) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
+        if not self._folder_made:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self._folder_made = True
         stem = f"{resp.fetched_at.astimezone(UTC):%H%M%S%f}-{os.getpid()}-{next(_sequence):06d}"
-        body_name = f"{stem}.body.gz"
-        _write_atomic(self.folder / body_name, gzip.compress(resp.body, compresslevel=5))
+        body_name = f"{stem}.body.gz" if resp.body else None  # a 304 has no body to keep
+        if body_name is not None:
+            _write_atomic(self.folder / body_name, gzip.compress(resp.body, compresslevel=5))
         meta = {
             "request_url": resp.request_url or resp.url,
             "params": resp.params,
@@ -115,6 +120,7 @@ class RawLanding:
             "body": body_name,
             "body_bytes": len(resp.body),
             "sha256": hashlib.sha256(resp.body).hexdigest(),
+            "context": self.context,
         }
         _write_atomic(self.folder / f"{stem}.json", json.dumps(meta, default=str).encode())
         self.written += 1
@@ -126,11 +132,13 @@ class LandedResponse:
     path: Path  # the metadata file
 
     def response(self) -> HttpResponse:
-        body_path = self.path.with_name(self.meta["body"])
-        try:
-            body = gzip.decompress(body_path.read_bytes())
-        except (OSError, EOFError, gzip.BadGzipFile) as exc:
-            raise RawError(f"{body_path}: cannot read the landed body: {exc}") from exc
+        body = b""
+        if self.meta.get("body"):
+            body_path = self.path.with_name(self.meta["body"])
+            try:
+                body = gzip.decompress(body_path.read_bytes())
+            except (OSError, EOFError, gzip.BadGzipFile) as exc:
+                raise RawError(f"{body_path}: cannot read the landed body: {exc}") from exc
         return HttpResponse(
             url=self.meta["url"],
             status=int(self.meta["status"]),
@@ -160,13 +168,18 @@ def read_landed(folder: Path) -> list[LandedResponse]:
 
 
 def read_context(folder: Path) -> dict[str, str | None]:
+    """The cursor the source-day started from: in the earliest response's metadata
+    (``context.json`` in folders landed before that)."""
     path = folder / CONTEXT_FILE
-    if not path.exists():
-        return {"etag": None, "last_modified": None, "watermark": None}
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise RawError(f"{path}: unreadable: {exc}") from exc
+    if path.exists():
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise RawError(f"{path}: unreadable: {exc}") from exc
+    for landed in read_landed(folder) if folder.is_dir() else []:
+        if landed.meta.get("context"):
+            return dict(landed.meta["context"])
+    return {"etag": None, "last_modified": None, "watermark": None}
 
 
 class ReplayClient(HttpClient):

@@ -10,6 +10,7 @@
 | ENGAGE_HTTP_MAX_BYTES | 10000000 | largest response body accepted |
 | ENGAGE_USER_AGENT | engage/<version> (+https://github.com/engage-oss/engage) | User-Agent header |
 | ENGAGE_RAW_RETENTION_DAYS | 90 | raw responses older than this many days are removed |
+| ENGAGE_ROBOTS_CACHE_HOURS | 24 | a robots.txt fetched less than this long ago is used without asking again (RFC 9309 allows 24; 0: ask every run) |
 | ENGAGE_UNMATCHED_RETENTION_DAYS | 365 | people never matched to a prospect and not seen for this many days are anonymised (0: never) |
 | ENGAGE_WAREHOUSE_WAIT_SECONDS | 60 | how long a step waits for an unreachable warehouse before failing (then Airflow retries the task) |
 | ENGAGE_FRESHNESS_DAYS | 2 | a source without a successful collection for longer is reported by the quality checks |
@@ -37,6 +38,7 @@ class Settings:
     http_max_bytes: int = 10_000_000
     user_agent: str = DEFAULT_USER_AGENT
     raw_retention_days: int = 90
+    robots_cache_hours: float = 24.0
     unmatched_retention_days: int = 365
     warehouse_wait_seconds: float = 60.0
     freshness_days: int = 2
@@ -50,6 +52,10 @@ class Settings:
     @property
     def raw_dir(self) -> Path:
         return self.home / "raw"
+
+    @property
+    def robots_cache_dir(self) -> Path:
+        return self.home / "cache" / "robots"
 
     @property
     def reports_dir(self) -> Path:
@@ -100,6 +106,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         http_max_bytes=int(env.get("ENGAGE_HTTP_MAX_BYTES", "10000000")),
         user_agent=env.get("ENGAGE_USER_AGENT", DEFAULT_USER_AGENT),
         raw_retention_days=int(env.get("ENGAGE_RAW_RETENTION_DAYS", "90")),
+        robots_cache_hours=float(env.get("ENGAGE_ROBOTS_CACHE_HOURS", "24")),
         unmatched_retention_days=int(env.get("ENGAGE_UNMATCHED_RETENTION_DAYS", "365")),
         warehouse_wait_seconds=float(env.get("ENGAGE_WAREHOUSE_WAIT_SECONDS", "60")),
         freshness_days=int(env.get("ENGAGE_FRESHNESS_DAYS", "2")),

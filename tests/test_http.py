@@ -133,3 +133,30 @@ def test_html_error_page_served_as_json_is_a_parse_error(httpserver: HTTPServer)
 def test_connection_refused_is_a_fetch_error() -> None:
     with pytest.raises(FetchError, match="connection failed|retries"):
         fast_client(retries=0).get("http://127.0.0.1:9/nothing")
+
+
+def test_clients_of_a_run_share_one_session_and_its_connections(httpserver: HTTPServer) -> None:
+    from collectors.http import SessionPool
+
+    httpserver.expect_request("/a").respond_with_data("a")
+    with SessionPool() as pool:
+        first, second = HttpClient(sessions=pool), HttpClient(sessions=pool)
+        other_policy = HttpClient(sessions=pool, retries=1)
+        assert first.session is second.session and other_policy.session is not first.session
+        assert first.get(httpserver.url_for("/a")).body == b"a"
+        first.close()  # a client does not close the run's session
+        assert second.get(httpserver.url_for("/a")).body == b"a"
+        adapter = second.session.get_adapter(httpserver.url_for("/a"))
+        assert len(adapter.poolmanager.pools) == 1  # one pool for the host, reused
+
+
+def test_proxies_from_the_environment_are_still_used(httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The session reads the environment once per host, but reads it: a proxy in HTTP_PROXY is used."""
+    monkeypatch.setenv("HTTP_PROXY", httpserver.url_for("/").rstrip("/"))
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    httpserver.expect_request("/feed.xml").respond_with_data("via the proxy")
+    client = HttpClient(retries=0)
+    for _ in range(2):  # the second request takes the settings kept for the host
+        assert client.get("http://feeds.example.invalid/feed.xml").body == b"via the proxy"
+    assert [r.headers["Host"] for r, _ in httpserver.log] == ["feeds.example.invalid"] * 2

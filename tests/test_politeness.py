@@ -239,3 +239,67 @@ def test_bad_source_limit_names_the_source(write_sources) -> None:  # type: igno
     path = write_sources('sources:\n  - {name: a, kind: rss, url: "http://a.example/f", max_concurrency: -1}\n')
     with pytest.raises(ConfigError, match=r"source 'a', field 'max_concurrency': -1 is not a positive number"):
         load_sources(path)
+
+
+def test_robots_cache_spares_a_fetch_revalidates_when_old_and_covers_an_outage(
+    httpserver: HTTPServer, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    from datetime import UTC, datetime, timedelta
+
+    from collectors.politeness import RobotsCache
+
+    src = SourceConfig(name="f", kind="html_forum", url=httpserver.url_for("/"))
+    cache = RobotsCache(tmp_path / "robots", max_age=timedelta(hours=24))
+    httpserver.expect_request("/robots.txt").respond_with_data(
+        "User-agent: *\nDisallow: /private/\n", headers={"ETag": '"r1"'}
+    )
+    httpserver.expect_request("/page").respond_with_data("<html></html>")
+
+    def run() -> Politeness:
+        """One run: a new Politeness, an allowed and a disallowed URL."""
+        politeness = Politeness(user_agent=UA, robots_cache=cache)
+        client = client_with(src, politeness)
+        assert client.get(httpserver.url_for("/page")).status == 200
+        with pytest.raises(RobotsDisallowed):
+            client.get(httpserver.url_for("/private/x"))
+        return politeness
+
+    def robots_requests() -> list[Request]:
+        return [r for r, _ in httpserver.log if r.path == "/robots.txt"]
+
+    assert run().robots_fetched == 1
+    assert run().robots_fetched == 0  # the next run within 24 h: the kept copy, no request
+    assert len(robots_requests()) == 1
+
+    # A day later: asked again, with the validator; a 304 keeps the rules.
+    origin = httpserver.url_for("/").rstrip("/")
+    entry = cache.get(origin)
+    assert entry is not None and entry.etag == '"r1"'
+    cache.put(type(entry)(**{**entry.__dict__, "fetched_at": datetime.now(UTC) - timedelta(hours=25)}))
+    httpserver.clear()
+    httpserver.expect_request("/robots.txt", headers={"If-None-Match": '"r1"'}).respond_with_data("", status=304)
+    httpserver.expect_request("/page").respond_with_data("<html></html>")
+    assert run().robots_fetched == 1
+    assert robots_requests()[0].headers["If-None-Match"] == '"r1"'
+    assert cache.fresh(cache.get(origin))  # type: ignore[arg-type]
+
+    # Old copy, host answering 503: the copy's rules, not "everything disallowed".
+    entry = cache.get(origin)
+    cache.put(type(entry)(**{**entry.__dict__, "fetched_at": datetime.now(UTC) - timedelta(days=3)}))  # type: ignore[arg-type]
+    httpserver.clear()
+    httpserver.expect_request("/robots.txt").respond_with_data("down", status=503)
+    httpserver.expect_request("/page").respond_with_data("<html></html>")
+    assert run().robots_fetched == 1
+    # Without a copy the same outage disallows everything (RFC 9309).
+    with pytest.raises(RobotsDisallowed, match="HTTP 503"):
+        client_with(src, Politeness(user_agent=UA)).get(httpserver.url_for("/page"))
+
+
+def test_a_corrupt_robots_cache_file_is_a_miss(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from datetime import timedelta
+
+    from collectors.politeness import RobotsCache
+
+    cache = RobotsCache(tmp_path, max_age=timedelta(hours=24))
+    cache._path("http://a.example").write_text("{not json")
+    assert cache.get("http://a.example") is None

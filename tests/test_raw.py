@@ -18,7 +18,7 @@ from engage import pipeline
 from engage.cli import main
 from engage.config import load_sources
 from engage.errors import FetchError
-from engage.raw import NotLanded, RawLanding, ReplayClient, prune_raw, source_dir
+from engage.raw import NotLanded, RawLanding, ReplayClient, prune_raw, read_context, source_dir
 from engage.warehouse.schema import author, content_item, engagement_observation, source
 
 DAY = date(2026, 11, 20)
@@ -188,5 +188,30 @@ def test_daily_run_lands_raw_and_applies_retention(
 
     folder = source_dir(settings.raw_dir, DAY, "vendor")
     assert len(list(folder.glob("*.body.gz"))) == 1
-    assert json.loads((folder / "context.json").read_text()) == {"etag": None, "last_modified": None, "watermark": None}
+    assert read_context(folder) == {"etag": None, "last_modified": None, "watermark": None}
     assert sorted(p.name for p in settings.raw_dir.iterdir()) == ["2026-11-10", "2026-11-20"]
+
+
+def test_a_304_is_landed_without_a_body_and_the_days_first_cursor_is_kept(
+    tmp_path: Path, httpserver: HTTPServer
+) -> None:
+    httpserver.expect_ordered_request("/feed.xml").respond_with_data(FEED, headers={"ETag": '"e1"'})
+    httpserver.expect_ordered_request("/feed.xml").respond_with_data("", status=304)
+    first = RawLanding(tmp_path / "raw", DAY, "vendor")
+    first.write_context(None, None, "w0")
+    HttpClient(retries=0, on_response=first).get(httpserver.url_for("/feed.xml"))
+    rerun = RawLanding(tmp_path / "raw", DAY, "vendor")  # a second attempt the same day
+    rerun.write_context('"e1"', None, "w1")
+    HttpClient(retries=0, on_response=rerun).get(httpserver.url_for("/feed.xml"), etag='"e1"')
+
+    folder = source_dir(tmp_path / "raw", DAY, "vendor")
+    metas = sorted((json.loads(p.read_text()) for p in folder.glob("*.json")), key=lambda m: m["fetched_at"])
+    assert [(m["status"], m["body"] is None) for m in metas] == [(200, False), (304, True)]
+    assert len(list(folder.glob("*.body.gz"))) == 1
+    assert read_context(folder) == {"etag": None, "last_modified": None, "watermark": "w0"}
+    assert ReplayClient(folder).get(httpserver.url_for("/feed.xml")).body == FEED.encode()
+
+
+def test_a_context_json_of_an_older_layout_is_still_read(tmp_path: Path) -> None:
+    (tmp_path / "context.json").write_text('{"etag": "\\"e9\\"", "last_modified": null, "watermark": "w9"}')
+    assert read_context(tmp_path) == {"etag": '"e9"', "last_modified": None, "watermark": "w9"}
