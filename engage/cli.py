@@ -132,8 +132,8 @@ def _report_failures(summary: list[Any]) -> None:
 @main.command()
 @click.option("--date", "run_date", type=DATE, default=_today, show_default="today (UTC)", help="Logical date of the run.")
 @click.option("--source", "names", multiple=True, help="Only these sources (repeatable).")
-@click.option("--workers", default=8, show_default=True, help="Sources collected at once.")
-@click.option("--processes", type=int, default=None, show_default="the CPUs (at most 4) from 100 sources on, else 1", help="Processes collecting at once (each with --workers threads).")
+@click.option("--workers", default=64, show_default=True, help="Sources fetched at once (threads; each host still gets at most its max_concurrency).")
+@click.option("--processes", type=int, default=None, show_default="the CPUs (at most 4) from 100 sources on, else 1", help="Worker processes that parse what the --workers threads fetch (started on the first parse).")
 def collect(run_date: date, names: tuple[str, ...], workers: int, processes: int | None) -> None:
     """Collect sources for a day and load them into the warehouse."""
     from dataclasses import replace
@@ -163,8 +163,8 @@ def collect(run_date: date, names: tuple[str, ...], workers: int, processes: int
 
 @main.command()
 @click.option("--date", "run_date", type=DATE, default=_today, show_default="today (UTC)", help="Logical date of the run.")
-@click.option("--workers", default=8, show_default=True, help="Sources collected at once.")
-@click.option("--processes", type=int, default=None, show_default="the CPUs (at most 4) from 100 sources on, else 1", help="Processes collecting at once (each with --workers threads).")
+@click.option("--workers", default=64, show_default=True, help="Sources fetched at once (threads; each host still gets at most its max_concurrency).")
+@click.option("--processes", type=int, default=None, show_default="the CPUs (at most 4) from 100 sources on, else 1", help="Worker processes that parse what the --workers threads fetch (started on the first parse).")
 def run(run_date: date, workers: int, processes: int | None) -> None:
     """The whole daily pipeline without the scheduler (same steps as the DAG)."""
     from engage import pipeline
