@@ -74,6 +74,8 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_CONCURRENCY = 4
 ROBOTS_KINDS = frozenset({"html_forum"})
 ROBOTS_MAX_BYTES = 512_000
+# A robots.txt copy not refreshed for this long belongs to a host no longer collected.
+ROBOTS_UNUSED_DAYS = 30
 # A robots.txt may ask for a long crawl delay; a source still has to finish.
 MAX_ROBOTS_DELAY = 30.0
 
@@ -150,7 +152,8 @@ class RobotsCache:
 
     Shared by every run and Airflow task using the same ``$ENGAGE_HOME``;
     writes are atomic (a reader sees the old file or the new one). A file
-    that cannot be read is treated as absent.
+    that cannot be read is treated as absent. The daily retention step
+    removes copies not refreshed for ``ROBOTS_UNUSED_DAYS``.
     """
 
     def __init__(self, folder: Path, max_age: timedelta) -> None:
@@ -196,6 +199,21 @@ class RobotsCache:
             tmp.replace(path)
         except OSError as exc:  # a cache that cannot be written costs a fetch next time, nothing more
             log.warning("robots.txt cache %s not written: %s", path, exc)
+
+    def prune(self, unused_for: timedelta) -> list[Path]:
+        """Remove the copies not refreshed for ``unused_for`` (hosts no longer collected)."""
+        if not self.folder.is_dir():
+            return []
+        cutoff = time.time() - unused_for.total_seconds()
+        removed = []
+        for path in self.folder.glob("*.json"):
+            try:
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    removed.append(path)
+            except OSError:  # removed by another task meanwhile
+                continue
+        return removed
 
 
 class Politeness:

@@ -358,8 +358,17 @@ def prune_raw(raw_root: Path, today: date, keep_days: int) -> list[Path]:
 
 
 def prune_step(settings: Settings, config: SourcesConfig, run_date: date, *, engine: Engine | None = None) -> int:
-    """The daily run's last step: apply the raw retention relative to the run's date."""
+    """The daily run's last step: apply the raw retention relative to the run's date,
+    and drop robots.txt copies of hosts no longer collected."""
+    from datetime import timedelta
+
+    from collectors.politeness import ROBOTS_UNUSED_DAYS, RobotsCache
+
     removed = prune_raw(settings.raw_dir, run_date, settings.raw_retention_days)
     for folder in removed:
         log.info("raw data removed (older than %d days): %s", settings.raw_retention_days, folder)
+    unused = timedelta(days=ROBOTS_UNUSED_DAYS)
+    stale = RobotsCache(settings.robots_cache_dir, unused).prune(unused)
+    if stale:
+        log.info("%d robots.txt copies not refreshed for %d days removed", len(stale), ROBOTS_UNUSED_DAYS)
     return len(removed)

@@ -303,3 +303,19 @@ def test_a_corrupt_robots_cache_file_is_a_miss(tmp_path) -> None:  # type: ignor
     cache = RobotsCache(tmp_path, max_age=timedelta(hours=24))
     cache._path("http://a.example").write_text("{not json")
     assert cache.get("http://a.example") is None
+
+
+def test_robots_copies_of_hosts_no_longer_collected_are_pruned(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import os
+    from datetime import UTC, datetime, timedelta
+
+    from collectors.politeness import CachedRobots, RobotsCache
+
+    cache = RobotsCache(tmp_path, max_age=timedelta(hours=24))
+    for origin in ("http://old.example", "http://new.example"):
+        cache.put(CachedRobots(origin=origin, status=200, body="", fetched_at=datetime.now(UTC)))
+    old = cache._path("http://old.example")
+    month_ago = time.time() - 31 * 86400
+    os.utime(old, (month_ago, month_ago))
+    assert cache.prune(timedelta(days=30)) == [old]
+    assert cache.get("http://old.example") is None and cache.get("http://new.example") is not None
