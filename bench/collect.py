@@ -75,7 +75,9 @@ def feed_body(index: int, items: int) -> tuple[str, bytes]:
     entries = []
     for k in range(items):
         day = 1 + (index + k) % 28
-        text = f"<p>{words(60, k)}</p><p><a href='https://example.com/{index}/{k}'>{words(8, k + 3)}</a></p>" * 3
+        text = (
+            f"<p>{words(60, k)}</p><p><a href='https://example.com/{index}/{k}'>{words(8, k + 3)}</a></p>" * 3
+        )
         title = f"{words(6, k).capitalize()} #{index}-{k}"
         author = f"user{(index * 7 + k) % 500}"
         if style == 1:
@@ -98,12 +100,17 @@ def feed_body(index: int, items: int) -> tuple[str, bytes]:
             "<?xml version='1.0' encoding='utf-8'?><feed xmlns='http://www.w3.org/2005/Atom' "
             "xmlns:thr='http://purl.org/syndication/thread/1.0'>"
             f"<title>Blog {index}</title><id>urn:engage-bench:{index}</id><updated>2026-11-20T00:00:00Z</updated>"
-            + "".join(entries) + "</feed>"
+            + "".join(entries)
+            + "</feed>"
         )
         return f"/blog/{index}/atom.xml", body.encode()
     ns = "xmlns:dc='http://purl.org/dc/elements/1.1/' xmlns:slash='http://purl.org/rss/1.0/modules/slash/'"
     title = f"Forum {index} latest topics" if style == 2 else f"Blog {index}"
-    body = f"<?xml version='1.0' encoding='utf-8'?><rss version='2.0' {ns}><channel><title>{title}</title>" + "".join(entries) + "</channel></rss>"
+    body = (
+        f"<?xml version='1.0' encoding='utf-8'?><rss version='2.0' {ns}><channel><title>{title}</title>"
+        + "".join(entries)
+        + "</channel></rss>"
+    )
     return (f"/forum/{index}/latest.rss" if style == 2 else f"/blog/{index}/feed.xml"), body.encode()
 
 
@@ -188,14 +195,26 @@ def baseline(urls: list[str], db_path: Path) -> tuple[float, int]:
     import requests
 
     db = sqlite3.connect(db_path)
-    db.execute("create table if not exists entry (feed text, guid text, title text, link text, published text, summary text, primary key (feed, guid))")
+    db.execute(
+        "create table if not exists entry (feed text, guid text, title text, link text, published text, summary text, primary key (feed, guid))"
+    )
     started = time.perf_counter()
     count = 0
     with requests.Session() as session:
         for url in urls:
             resp = session.get(url, timeout=10)
             parsed = feedparser.parse(io.BytesIO(resp.content), response_headers=dict(resp.headers))
-            rows = [(url, e.get("id") or e.get("link"), e.get("title"), e.get("link"), e.get("published") or e.get("updated"), e.get("summary")) for e in parsed.entries]
+            rows = [
+                (
+                    url,
+                    e.get("id") or e.get("link"),
+                    e.get("title"),
+                    e.get("link"),
+                    e.get("published") or e.get("updated"),
+                    e.get("summary"),
+                )
+                for e in parsed.entries
+            ]
             db.executemany("insert or replace into entry values (?, ?, ?, ?, ?, ?)", rows)
             db.commit()
             count += len(rows)
@@ -214,8 +233,15 @@ def write_sources(path: Path, urls: list[str], max_concurrency: int | None) -> N
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def engage_run(home: Path, urls: list[str], *, workers: int, max_concurrency: int | None = None,
-               days: int = 3, processes: int = 1) -> list[dict[str, Any]]:
+def engage_run(
+    home: Path,
+    urls: list[str],
+    *,
+    workers: int,
+    max_concurrency: int | None = None,
+    days: int = 3,
+    processes: int = 1,
+) -> list[dict[str, Any]]:
     """Daily runs (collect_all + load_day) on a fresh warehouse; one dict of figures per run.
     Before the third run the robots.txt cache is emptied."""
     import shutil
@@ -231,7 +257,9 @@ def engage_run(home: Path, urls: list[str], *, workers: int, max_concurrency: in
     home.mkdir(parents=True, exist_ok=True)
     sources_file = home / "sources.yml"
     write_sources(sources_file, urls, max_concurrency)
-    settings = Settings(home=home, warehouse_url=f"sqlite:///{home / 'warehouse.db'}", sources_path=sources_file)
+    settings = Settings(
+        home=home, warehouse_url=f"sqlite:///{home / 'warehouse.db'}", sources_path=sources_file
+    )
     config = load_sources(sources_file)
     engine = make_engine(settings.warehouse_url)
     migrate(engine)
@@ -253,10 +281,16 @@ def engage_run(home: Path, urls: list[str], *, workers: int, max_concurrency: in
         for outcome in outcomes:
             statuses[outcome.status] = statuses.get(outcome.status, 0) + 1
         failed = [o for o in outcomes if o.status == "failed"][:3]
-        figures.append({
-            "seconds": loaded - started, "collect": collected - started, "load": loaded - collected,
-            "items": items, "statuses": statuses, "failed": [(o.source, o.error) for o in failed],
-        })
+        figures.append(
+            {
+                "seconds": loaded - started,
+                "collect": collected - started,
+                "load": loaded - collected,
+                "items": items,
+                "statuses": statuses,
+                "failed": [(o.source, o.error) for o in failed],
+            }
+        )
     engine.dispose()
     return figures
 
@@ -277,9 +311,14 @@ def requests_floor(urls: list[str], items: int, workers: int) -> float:
         session.mount("http://", requests.adapters.HTTPAdapter(pool_connections=len(urls), pool_maxsize=4))
         started = time.perf_counter()
         with ThreadPoolExecutor(workers) as pool:
-            statuses = list(pool.map(
-                lambda url: session.get(url, headers={"If-None-Match": etags[url]}, timeout=30).status_code, urls
-            ))
+            statuses = list(
+                pool.map(
+                    lambda url: (
+                        session.get(url, headers={"If-None-Match": etags[url]}, timeout=30).status_code
+                    ),
+                    urls,
+                )
+            )
         seconds = time.perf_counter() - started
     if set(statuses) != {304}:
         raise SystemExit(f"floor: expected only 304 answers, got {sorted(set(statuses))}")
@@ -287,8 +326,10 @@ def requests_floor(urls: list[str], items: int, workers: int) -> float:
 
 
 def _line(label: str, run: dict[str, Any]) -> str:
-    return (f"{label}: {run['seconds']:6.2f} s (collect {run['collect']:.2f} s, load {run['load']:.2f} s), "
-            f"{run['items']:,} items in the warehouse, {run['statuses']}")
+    return (
+        f"{label}: {run['seconds']:6.2f} s (collect {run['collect']:.2f} s, load {run['load']:.2f} s), "
+        f"{run['items']:,} items in the warehouse, {run['statuses']}"
+    )
 
 
 def sweep(urls: list[str], root: Path, workers: int, processes: int) -> None:
@@ -297,7 +338,9 @@ def sweep(urls: list[str], root: Path, workers: int, processes: int) -> None:
         run = engage_run(root / f"w{w}", urls, workers=w, days=1, processes=processes)[0]
         print(_line(f"  workers {w:4}, {processes} parser processes, per-host limit default", run))
     for limit in (1, 2, 8):
-        run = engage_run(root / f"c{limit}", urls, workers=workers, max_concurrency=limit, days=1, processes=processes)[0]
+        run = engage_run(
+            root / f"c{limit}", urls, workers=workers, max_concurrency=limit, days=1, processes=processes
+        )[0]
         print(_line(f"  workers {workers:4}, {processes} parser processes, max_concurrency {limit}", run))
     for procs in (1, 3, 4):
         run = engage_run(root / f"p{procs}", urls, workers=workers, days=1, processes=procs)[0]
@@ -307,25 +350,50 @@ def sweep(urls: list[str], root: Path, workers: int, processes: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sources", type=int, default=1000)
-    parser.add_argument("--hosts", type=int, default=250, help="loopback addresses 127.0.0.2 ... (at most 253)")
-    parser.add_argument("--latency", type=float, default=0.2, help="server delay before every answer, seconds")
+    parser.add_argument(
+        "--hosts", type=int, default=250, help="loopback addresses 127.0.0.2 ... (at most 253)"
+    )
+    parser.add_argument(
+        "--latency", type=float, default=0.2, help="server delay before every answer, seconds"
+    )
     parser.add_argument("--items", type=int, default=15, help="entries per feed")
-    parser.add_argument("--workers", type=int, default=256, help="collect_all's max_workers (fetching threads)")
-    parser.add_argument("--processes", type=int, default=os.cpu_count() or 1, help="collect_all's parser processes (default: the CPUs)")
-    parser.add_argument("--baseline-sample", type=int, default=0, help="time the baseline on this many sources and scale (0: all)")
-    parser.add_argument("--workdir", type=Path, default=Path("var/bench"), help="where the data directories go (emptied)")
-    parser.add_argument("--sweep", action="store_true", help="also time other worker counts, limits and parser processes")
+    parser.add_argument(
+        "--workers", type=int, default=256, help="collect_all's max_workers (fetching threads)"
+    )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="collect_all's parser processes (default: the CPUs)",
+    )
+    parser.add_argument(
+        "--baseline-sample",
+        type=int,
+        default=0,
+        help="time the baseline on this many sources and scale (0: all)",
+    )
+    parser.add_argument(
+        "--workdir", type=Path, default=Path("var/bench"), help="where the data directories go (emptied)"
+    )
+    parser.add_argument(
+        "--sweep", action="store_true", help="also time other worker counts, limits and parser processes"
+    )
     args = parser.parse_args()
 
     args.workdir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="engage-bench-", dir=args.workdir) as tmp, loopback_sites(
-        args.hosts, args.sources, args.items, args.latency
-    ) as bases:
+    with (
+        tempfile.TemporaryDirectory(prefix="engage-bench-", dir=args.workdir) as tmp,
+        loopback_sites(args.hosts, args.sources, args.items, args.latency) as bases,
+    ):
         root = Path(tmp)
         urls = source_urls(bases, args.sources, args.items)
-        print(f"{args.sources} sources on {len(bases)} loopback hosts, {args.latency * 1000:.0f} ms per answer, "
-              f"{args.items} entries per feed ({len(feed_body(0, args.items)[1]) // 1024} KB), data under {root}")
-        first, second, third = engage_run(root / "engage", urls, workers=args.workers, processes=args.processes)
+        print(
+            f"{args.sources} sources on {len(bases)} loopback hosts, {args.latency * 1000:.0f} ms per answer, "
+            f"{args.items} entries per feed ({len(feed_body(0, args.items)[1]) // 1024} KB), data under {root}"
+        )
+        first, second, third = engage_run(
+            root / "engage", urls, workers=args.workers, processes=args.processes
+        )
         print(_line(f"engage, first run ({args.workers} threads, {args.processes} parser processes)", first))
         print(_line("engage, second run (all 304, robots.txt cached)", second))
         print(_line("engage, third run (all 304, robots.txt refetched)", third))
@@ -333,18 +401,24 @@ def main() -> None:
             if run["failed"]:
                 print("  failures:", run["failed"])
         floor = requests_floor(urls, args.items, args.workers)
-        print(f"floor: the same {len(urls)} conditional GETs with plain requests on {args.workers} threads: {floor:6.2f} s")
+        print(
+            f"floor: the same {len(urls)} conditional GETs with plain requests on {args.workers} threads: {floor:6.2f} s"
+        )
         sample = urls if not args.baseline_sample else urls[: args.baseline_sample]
         base_seconds, base_items = baseline(sample, root / "baseline.db")
         scaled = base_seconds * len(urls) / len(sample)
         note = "" if len(sample) == len(urls) else f" (timed on {len(sample)} sources, scaled)"
-        print(f"baseline, sequential requests + feedparser + sqlite3: {scaled:6.2f} s{note}, {base_items:,} items")
+        print(
+            f"baseline, sequential requests + feedparser + sqlite3: {scaled:6.2f} s{note}, {base_items:,} items"
+        )
         if len(sample) == len(urls) and base_items != first["items"]:
             print(f"  WARNING: item counts differ (baseline {base_items}, engage {first['items']})")
         print(f"ratio baseline / engage first run: {scaled / first['seconds']:.1f}x (target >= 15)")
-        print(f"second run / first run: {second['seconds'] / first['seconds']:.3f} (target < 0.1); "
-              f"third run / first run: {third['seconds'] / first['seconds']:.3f}; "
-              f"floor / first run: {floor / first['seconds']:.3f}")
+        print(
+            f"second run / first run: {second['seconds'] / first['seconds']:.3f} (target < 0.1); "
+            f"third run / first run: {third['seconds'] / first['seconds']:.3f}; "
+            f"floor / first run: {floor / first['seconds']:.3f}"
+        )
         if args.sweep:
             sweep(urls, root, args.workers, args.processes)
 

@@ -71,7 +71,14 @@ KINDS: dict[str, Kind] = {
     "atom": Kind("collectors.feeds:collect"),
     "mastodon": Kind(
         "collectors.mastodon:collect",
-        options={"account": str, "hashtag": str, "search": str, "max_pages": int, "max_threads": int, "backfill_days": int},
+        options={
+            "account": str,
+            "hashtag": str,
+            "search": str,
+            "max_pages": int,
+            "max_threads": int,
+            "backfill_days": int,
+        },
     ),
     "bluesky": Kind(
         "collectors.bluesky:collect",
@@ -79,7 +86,13 @@ KINDS: dict[str, Kind] = {
     ),
     "reddit": Kind(
         "collectors.reddit:collect",
-        options={"subreddit": str, "max_pages": int, "max_threads": int, "max_more": int, "backfill_days": int},
+        options={
+            "subreddit": str,
+            "max_pages": int,
+            "max_threads": int,
+            "max_more": int,
+            "backfill_days": int,
+        },
         required=("subreddit",),
     ),
     "hackernews": Kind(
@@ -139,8 +152,7 @@ def validate_options(kind: str, options: dict[str, Any]) -> None:
     for name, value in options.items():
         if name not in allowed:
             raise ConfigError(
-                f"field {name!r} is not an option of kind {kind!r} "
-                f"(options: {', '.join(sorted(allowed))})"
+                f"field {name!r} is not an option of kind {kind!r} (options: {', '.join(sorted(allowed))})"
             )
         if not isinstance(value, allowed[name]) or isinstance(value, bool) and allowed[name] is int:
             raise ConfigError(f"field {name!r} has the wrong type ({type(value).__name__})")

@@ -78,7 +78,11 @@ def parse_profile(data: Any, *, where: str) -> Records:
     if author is None:
         raise ParseError(f"{where}: the profile has no 'did'")
     records = Records(authors=[author])
-    for metric, key in (("followers", "followersCount"), ("following", "followsCount"), ("posts", "postsCount")):
+    for metric, key in (
+        ("followers", "followersCount"),
+        ("following", "followsCount"),
+        ("posts", "postsCount"),
+    ):
         records.observe("account", author.external_id, metric, data.get(key))
     return records
 
@@ -100,7 +104,9 @@ def post_records(post: dict[str, Any], records: Records) -> str | None:
     record = post.get("record") if isinstance(post.get("record"), dict) else {}
     reply = record.get("reply") if isinstance(record.get("reply"), dict) else {}
     root = nonblank((reply.get("root") or {}).get("uri")) if isinstance(reply.get("root"), dict) else None
-    parent = nonblank((reply.get("parent") or {}).get("uri")) if isinstance(reply.get("parent"), dict) else None
+    parent = (
+        nonblank((reply.get("parent") or {}).get("uri")) if isinstance(reply.get("parent"), dict) else None
+    )
     author = profile_author(post["author"]) if isinstance(post.get("author"), dict) else None
     if author is not None:
         records.authors.append(author)
@@ -116,7 +122,12 @@ def post_records(post: dict[str, Any], records: Records) -> str | None:
             parent_external_id=bounded_id(parent) if parent else None,
         )
     )
-    for metric, key in (("replies", "replyCount"), ("reposts", "repostCount"), ("likes", "likeCount"), ("quotes", "quoteCount")):
+    for metric, key in (
+        ("replies", "replyCount"),
+        ("reposts", "repostCount"),
+        ("likes", "likeCount"),
+        ("quotes", "quoteCount"),
+    ):
         records.observe("item", uri, metric, post.get(key))
     return uri
 
@@ -201,11 +212,24 @@ def collect(ctx: CollectContext) -> CollectResult:
             ) from exc
         harvest.add(profile)
         did = profile.authors[0].external_id
-        own = _pages(harvest, xrpc + "app.bsky.feed.getAuthorFeed", {"actor": did, "filter": "posts_with_replies"},
-                     parse_feed, since, "author feed", owner=did)
+        own = _pages(
+            harvest,
+            xrpc + "app.bsky.feed.getAuthorFeed",
+            {"actor": did, "filter": "posts_with_replies"},
+            parse_feed,
+            since,
+            "author feed",
+            owner=did,
+        )
     if search:
-        _pages(harvest, xrpc + "app.bsky.feed.searchPosts", {"q": search, "sort": "latest"}, parse_posts, since,
-               f"search {search!r}")
+        _pages(
+            harvest,
+            xrpc + "app.bsky.feed.searchPosts",
+            {"q": search, "sort": "latest"},
+            parse_posts,
+            since,
+            f"search {search!r}",
+        )
     _collect_threads(ctx, harvest, xrpc, own)
     return harvest.result(new_watermark(watermark, harvest.items.values()))
 

@@ -117,9 +117,7 @@ def api_token(ctx: CollectContext) -> str | None:
                 f"cannot be read: {type(exc).__name__}"
             ) from None
         if not password:
-            raise ConfigError(
-                f"source {name!r}: Airflow connection {conn_id!r} has no password (the token)"
-            )
+            raise ConfigError(f"source {name!r}: Airflow connection {conn_id!r} has no password (the token)")
         return password
     return None
 
@@ -160,7 +158,9 @@ def read_watermark(ctx: CollectContext, warnings: list[str]) -> dict[str, Any]:
     except ValueError:
         data = None
     if not isinstance(data, dict):
-        warnings.append(f"stored watermark {clean_reason(ctx.watermark, 80)!r} is not readable; starting afresh")
+        warnings.append(
+            f"stored watermark {clean_reason(ctx.watermark, 80)!r} is not readable; starting afresh"
+        )
         return {}
     return data
 
@@ -334,7 +334,9 @@ class Harvest:
             items=list(self.items.values()),
             # Observations of items dropped at max_items are dropped with them.
             observations=[
-                o for o in self.observations.values() if o.subject_type != "item" or o.subject_external_id in kept
+                o
+                for o in self.observations.values()
+                if o.subject_type != "item" or o.subject_external_id in kept
             ],
             watermark=watermark,
             warnings=self.warnings,
@@ -355,7 +357,9 @@ def _merged(old: R | None, new: R) -> R:
     return new
 
 
-def threads_to_follow(ctx: CollectContext, harvest: Harvest, candidates: Iterable[str], metric: str) -> list[str]:
+def threads_to_follow(
+    ctx: CollectContext, harvest: Harvest, candidates: Iterable[str], metric: str
+) -> list[str]:
     """The items among ``candidates`` published in the lookback window that have
     replies (``metric`` > 0) or are replies, at most ``max_threads`` of them."""
     start = window_start(ctx)

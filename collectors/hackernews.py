@@ -132,7 +132,9 @@ def parse_item_tree(data: Any, *, where: str) -> Records:
     ``children``) or a Firebase ``/item/{id}.json`` item (one item, ``kids`` ids)."""
     root = require_dict(data, where, "an item")
     if root.get("type") not in ITEM_TYPES or _hn_id(root.get("id")) is None:
-        raise ParseError(f"{where}: expected a Hacker News item (with an id and a type), got keys {sorted(root)[:8]}")
+        raise ParseError(
+            f"{where}: expected a Hacker News item (with an id and a type), got keys {sorted(root)[:8]}"
+        )
     records = Records()
     root_id = _hn_id(root.get("id"))
     stack: list[tuple[dict[str, Any], str | None]] = [(root, None)]
@@ -144,7 +146,11 @@ def parse_item_tree(data: Any, *, where: str) -> Records:
         author = nonblank(node.get("author") or node.get("by"))
         is_comment = node.get("type") == "comment"
         story = thread or _hn_id(node.get("story_id")) or (None if is_comment else item_id)
-        alive = not node.get("deleted") and not node.get("dead") and (author or node.get("text") or node.get("title"))
+        alive = (
+            not node.get("deleted")
+            and not node.get("dead")
+            and (author or node.get("text") or node.get("title"))
+        )
         if alive:
             _add(
                 records,
@@ -203,7 +209,9 @@ def _collect_search(
     stories: list[str] = []
 
     def fetch(page: int | None) -> Page:
-        records, times, next_page = parse_search(harvest.get_json(url, {**params, "page": page or 0}), where=url)
+        records, times, next_page = parse_search(
+            harvest.get_json(url, {**params, "page": page or 0}), where=url
+        )
         harvest.add(records)
         stories.extend(i.external_id for i in records.items if i.kind == "post")
         return Page(times, next_page)

@@ -224,7 +224,9 @@ class HttpClient:
 
         def make(hosts: int) -> requests.Session:
             session = _Session()
-            adapter = HTTPAdapter(max_retries=retry, pool_connections=hosts, pool_maxsize=CONNECTIONS_PER_HOST)
+            adapter = HTTPAdapter(
+                max_retries=retry, pool_connections=hosts, pool_maxsize=CONNECTIONS_PER_HOST
+            )
             session.mount("http://", adapter)
             session.mount("https://", adapter)
             session.headers["User-Agent"] = self.user_agent
@@ -276,9 +278,7 @@ class HttpClient:
             raise FetchError(url, reason, status=result.status)
         return result
 
-    def _exchange(
-        self, url: str, params: Mapping[str, Any] | None, send: Mapping[str, str]
-    ) -> HttpResponse:
+    def _exchange(self, url: str, params: Mapping[str, Any] | None, send: Mapping[str, str]) -> HttpResponse:
         """One request over the network (with urllib3's retries) and its capped body."""
         started = time.monotonic()
         try:
@@ -316,18 +316,14 @@ class HttpClient:
     def _read_capped(self, resp: requests.Response, url: str, started: float) -> bytes:
         declared = resp.headers.get("Content-Length")
         if declared and declared.isdigit() and int(declared) > self.max_bytes:
-            raise ResponseTooLarge(
-                url, f"response of {declared} bytes exceeds the {self.max_bytes}-byte cap"
-            )
+            raise ResponseTooLarge(url, f"response of {declared} bytes exceeds the {self.max_bytes}-byte cap")
         parts: list[bytes] = []
         size = 0
         try:
             for chunk in resp.iter_content(chunk_size=65536):
                 size += len(chunk)
                 if size > self.max_bytes:
-                    raise ResponseTooLarge(
-                        url, f"response exceeds the {self.max_bytes}-byte cap"
-                    )
+                    raise ResponseTooLarge(url, f"response exceeds the {self.max_bytes}-byte cap")
                 if time.monotonic() - started > self.deadline:
                     raise FetchError(url, f"body not received within {self.deadline:.0f} s")
                 parts.append(chunk)

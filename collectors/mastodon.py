@@ -100,7 +100,11 @@ def parse_account(data: Any, *, where: str) -> Records:
     if isinstance(account.get("moved"), dict):
         moved_to = account["moved"].get("acct") or account["moved"].get("url")
         records.warnings.append(f"account {clean_reason(name)!r} has moved to {clean_reason(moved_to)!r}")
-    for metric, key in (("followers", "followers_count"), ("following", "following_count"), ("posts", "statuses_count")):
+    for metric, key in (
+        ("followers", "followers_count"),
+        ("following", "following_count"),
+        ("posts", "statuses_count"),
+    ):
         records.observe("account", author.external_id, metric, account.get(key))
     return records
 
@@ -167,13 +171,19 @@ def parse_context(data: Any, *, status_id: str, where: str) -> tuple[str, Record
 
 
 def _page_times(data: Any) -> list[Any]:
-    return [parse_api_time(s.get("created_at")) for s in data if isinstance(s, dict)] if isinstance(data, list) else []
+    return (
+        [parse_api_time(s.get("created_at")) for s in data if isinstance(s, dict)]
+        if isinstance(data, list)
+        else []
+    )
 
 
 def collect(ctx: CollectContext) -> CollectResult:
     account, hashtag, search = (ctx.option(k) for k in ("account", "hashtag", "search"))
     if not (account or hashtag or search):
-        raise ConfigError(f"source {ctx.source.name!r}: kind 'mastodon' needs 'account', 'hashtag' or 'search'")
+        raise ConfigError(
+            f"source {ctx.source.name!r}: kind 'mastodon' needs 'account', 'hashtag' or 'search'"
+        )
     base = ctx.source.url.rstrip("/")
     harvest = Harvest.start(ctx)
     watermark = read_watermark(ctx, harvest.warnings)

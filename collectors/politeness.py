@@ -258,7 +258,11 @@ class Politeness:
             if rps is not None or conc is not None:
                 by_host.setdefault(src.host, []).append(HostConfig(rps, conc))
         return cls(
-            config.hosts, source_limits=by_host, user_agent=user_agent, robots_cache=robots_cache, sessions=sessions
+            config.hosts,
+            source_limits=by_host,
+            user_agent=user_agent,
+            robots_cache=robots_cache,
+            sessions=sessions,
         )
 
     # --- limits -----------------------------------------------------------
@@ -275,7 +279,9 @@ class Politeness:
             robots = star.robots
         return Limits(
             requests_per_second=min(rates) if rates else (star.requests_per_second if star else None),
-            max_concurrency=min(slots) if slots else (star.max_concurrency if star and star.max_concurrency else DEFAULT_MAX_CONCURRENCY),
+            max_concurrency=min(slots)
+            if slots
+            else (star.max_concurrency if star and star.max_concurrency else DEFAULT_MAX_CONCURRENCY),
             robots=robots,
         )
 
@@ -313,7 +319,12 @@ class Politeness:
         status, body, headers, error = self._ask_robots(origin, host, cached)
         if error is not None or status >= 500:
             if cached is not None:  # unreachable: the last copy we had (RFC 9309 2.4)
-                log.warning("%s/robots.txt: %s; using the copy of %s", origin, error or f"HTTP {status}", cached.fetched_at)
+                log.warning(
+                    "%s/robots.txt: %s; using the copy of %s",
+                    origin,
+                    error or f"HTTP {status}",
+                    cached.fetched_at,
+                )
                 return self._rules(host, cached.status, cached.body)
             return _Robots(None, error=error or f"robots.txt answered HTTP {status}")
         if status == 304 and cached is not None:
@@ -339,8 +350,14 @@ class Politeness:
         from collectors.http import HttpClient
 
         client = HttpClient(
-            user_agent=self.user_agent, retries=1, backoff_factor=0.2, read_timeout=10.0,
-            max_bytes=ROBOTS_MAX_BYTES, max_retry_after=5.0, deadline=30.0, sessions=self.sessions,
+            user_agent=self.user_agent,
+            retries=1,
+            backoff_factor=0.2,
+            read_timeout=10.0,
+            max_bytes=ROBOTS_MAX_BYTES,
+            max_retry_after=5.0,
+            deadline=30.0,
+            sessions=self.sessions,
         )
         try:
             with self.gate(host).slot():

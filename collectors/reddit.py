@@ -207,7 +207,9 @@ def collect(ctx: CollectContext) -> CollectResult:
     new_url = f"{base}/r/{sub}/new.json"
 
     def fetch(after: str | None) -> Page:
-        data = harvest.get_json(new_url, {"limit": PAGE_SIZE, "raw_json": 1, **({"after": after} if after else {})})
+        data = harvest.get_json(
+            new_url, {"limit": PAGE_SIZE, "raw_json": 1, **({"after": after} if after else {})}
+        )
         records, times, next_after = parse_listing(data, where=new_url)
         harvest.add(records)
         posts.extend(i.external_id for i in records.items if i.kind == "post")
@@ -236,7 +238,13 @@ def _collect_thread(ctx: CollectContext, harvest: Harvest, base: str, post: str)
         if not pending or harvest.full:
             break
         batch, pending = pending[:MORE_BATCH], pending[MORE_BATCH:]
-        params = {"api_type": "json", "link_id": post, "children": ",".join(batch), "raw_json": 1, "sort": "new"}
+        params = {
+            "api_type": "json",
+            "link_id": post,
+            "children": ",".join(batch),
+            "raw_json": 1,
+            "sort": "new",
+        }
         records, stubs = parse_morechildren(harvest.get_json(more_url, params), where=more_url)
         harvest.add(records)
         pending.extend(child for stub in stubs for child in stub.children if child not in batch)

@@ -191,9 +191,15 @@ def engagement_daily() -> None:
         result = report_step(settings, config, run_date, engine=pipeline.open_warehouse(settings))
         print(f"reports: {result.index} ({result.accounts} accounts, {len(result.alerts)} alerts)")
         for failed in result.failed_deliveries:
-            print(f"WARNING delivery failed: {failed.what} by {failed.channel} to {failed.to}: {failed.error}")
-        return {"index": str(result.index), "accounts": result.accounts, "alerts": len(result.alerts),
-                "failed_deliveries": len(result.failed_deliveries)}
+            print(
+                f"WARNING delivery failed: {failed.what} by {failed.channel} to {failed.to}: {failed.error}"
+            )
+        return {
+            "index": str(result.index),
+            "accounts": result.accounts,
+            "alerts": len(result.alerts),
+            "failed_deliveries": len(result.failed_deliveries),
+        }
 
     collected = [
         collect.override(task_id=f"collect_{task_suffix(pool)}", pool=pool).expand(

@@ -29,8 +29,12 @@ STAGE_MODEL = Asset("engage_stage_model")
     max_active_runs=1,
     tags=["engage", "model"],
     doc_md=__doc__,
-    default_args={"owner": "marketing-ops", "retries": 1, "retry_delay": timedelta(minutes=10),
-                  "execution_timeout": timedelta(hours=2)},
+    default_args={
+        "owner": "marketing-ops",
+        "retries": 1,
+        "retry_delay": timedelta(minutes=10),
+        "execution_timeout": timedelta(hours=2),
+    },
 )
 def stage_model_weekly() -> None:
     @task
@@ -39,10 +43,16 @@ def stage_model_weekly() -> None:
         from models.retrain import retrain as run_retrain
         from models.stage_classifier import CORPUS_DIR
 
-        outcome = run_retrain(load_settings(), corpus_dir=CORPUS_DIR, use_feedback=True, promote_if_better=True)
+        outcome = run_retrain(
+            load_settings(), corpus_dir=CORPUS_DIR, use_feedback=True, promote_if_better=True
+        )
         print(outcome.message)
-        return {"promoted": outcome.promoted, "version": outcome.result.model.version,
-                "new_macro_f1": outcome.new_macro_f1, "current_macro_f1": outcome.current_macro_f1}
+        return {
+            "promoted": outcome.promoted,
+            "version": outcome.result.model.version,
+            "new_macro_f1": outcome.new_macro_f1,
+            "current_macro_f1": outcome.current_macro_f1,
+        }
 
     @task(outlets=[STAGE_MODEL])
     def announce(outcome: dict[str, Any]) -> str:

@@ -25,8 +25,12 @@ STAGE_MODEL = Asset("engage_stage_model")
     max_active_runs=1,
     tags=["engage", "model"],
     doc_md=__doc__,
-    default_args={"owner": "marketing-ops", "retries": 2, "retry_delay": timedelta(minutes=5),
-                  "execution_timeout": timedelta(hours=6)},
+    default_args={
+        "owner": "marketing-ops",
+        "retries": 2,
+        "retry_delay": timedelta(minutes=5),
+        "execution_timeout": timedelta(hours=6),
+    },
 )
 def stage_reclassify() -> None:
     @task

@@ -39,7 +39,9 @@ def failure_message(context: dict[str, Any]) -> tuple[str, str]:
     interval = context.get("data_interval_start")
     day = interval.date().isoformat() if interval is not None else str(context.get("logical_date") or "?")
     error = context.get("exception")
-    first_line = redact(str(error).strip().splitlines()[0] if error is not None and str(error).strip() else "")
+    first_line = redact(
+        str(error).strip().splitlines()[0] if error is not None and str(error).strip() else ""
+    )
     if len(first_line) > MAX_ERROR:
         first_line = first_line[:MAX_ERROR] + "..."
     where = f"{task_id}[{source}]" if source else task_id

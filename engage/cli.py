@@ -90,7 +90,9 @@ def sources() -> None:
 
 
 @sources.command("check")
-@click.option("--file", "path", type=click.Path(dir_okay=False), help="Sources file (default: $ENGAGE_SOURCES).")
+@click.option(
+    "--file", "path", type=click.Path(dir_okay=False), help="Sources file (default: $ENGAGE_SOURCES)."
+)
 def sources_check(path: str | None) -> None:
     """Validate the sources file and list the sources."""
     from engage.config import load_sources
@@ -100,20 +102,41 @@ def sources_check(path: str | None) -> None:
         config = load_sources(path or settings.sources_path)
     except ConfigError as exc:
         _fail(str(exc), code=2)
-    rows = [(s.name, s.kind, s.url, "yes" if s.own else "", "" if s.enabled else "disabled") for s in config.sources]
+    rows = [
+        (s.name, s.kind, s.url, "yes" if s.own else "", "" if s.enabled else "disabled")
+        for s in config.sources
+    ]
     click.echo(tabulate(rows, headers=["source", "kind", "url", "own", "state"]))
     click.echo(f"\n{config.path}: {len(config.sources)} sources, all valid")
 
 
 def _print_summary(summary: list[Any]) -> None:
     rows = [
-        (s.source, s.kind, s.status, s.http_status or "", s.items_collected, s.items_total, s.observations_today, (s.error or "")[:70])
+        (
+            s.source,
+            s.kind,
+            s.status,
+            s.http_status or "",
+            s.items_collected,
+            s.items_total,
+            s.observations_today,
+            (s.error or "")[:70],
+        )
         for s in summary
     ]
     click.echo(
         tabulate(
             rows,
-            headers=["source", "kind", "status", "http", "items fetched", "items in warehouse", "observations today", "problem"],
+            headers=[
+                "source",
+                "kind",
+                "status",
+                "http",
+                "items fetched",
+                "items in warehouse",
+                "observations today",
+                "problem",
+            ],
         )
     )
 
@@ -130,10 +153,28 @@ def _report_failures(summary: list[Any]) -> None:
 
 
 @main.command()
-@click.option("--date", "run_date", type=DATE, default=_today, show_default="today (UTC)", help="Logical date of the run.")
+@click.option(
+    "--date",
+    "run_date",
+    type=DATE,
+    default=_today,
+    show_default="today (UTC)",
+    help="Logical date of the run.",
+)
 @click.option("--source", "names", multiple=True, help="Only these sources (repeatable).")
-@click.option("--workers", default=64, show_default=True, help="Sources fetched at once (threads; each host still gets at most its max_concurrency).")
-@click.option("--processes", type=int, default=None, show_default="the CPUs (at most 4) from 100 sources on, else 1", help="Worker processes that parse what the --workers threads fetch (started on the first parse).")
+@click.option(
+    "--workers",
+    default=64,
+    show_default=True,
+    help="Sources fetched at once (threads; each host still gets at most its max_concurrency).",
+)
+@click.option(
+    "--processes",
+    type=int,
+    default=None,
+    show_default="the CPUs (at most 4) from 100 sources on, else 1",
+    help="Worker processes that parse what the --workers threads fetch (started on the first parse).",
+)
 def collect(run_date: date, names: tuple[str, ...], workers: int, processes: int | None) -> None:
     """Collect sources for a day and load them into the warehouse."""
     from dataclasses import replace
@@ -148,7 +189,11 @@ def collect(run_date: date, names: tuple[str, ...], workers: int, processes: int
             config = replace(config, sources=tuple(chosen))
         engine = pipeline.open_warehouse(settings)
         pipeline.collect_all(
-            settings, config, run_date, engine=engine, max_workers=workers,
+            settings,
+            config,
+            run_date,
+            engine=engine,
+            max_workers=workers,
             processes=pipeline.default_processes(config, processes),
         )
         pipeline.load_day(settings, config, run_date, engine=engine)
@@ -162,9 +207,27 @@ def collect(run_date: date, names: tuple[str, ...], workers: int, processes: int
 
 
 @main.command()
-@click.option("--date", "run_date", type=DATE, default=_today, show_default="today (UTC)", help="Logical date of the run.")
-@click.option("--workers", default=64, show_default=True, help="Sources fetched at once (threads; each host still gets at most its max_concurrency).")
-@click.option("--processes", type=int, default=None, show_default="the CPUs (at most 4) from 100 sources on, else 1", help="Worker processes that parse what the --workers threads fetch (started on the first parse).")
+@click.option(
+    "--date",
+    "run_date",
+    type=DATE,
+    default=_today,
+    show_default="today (UTC)",
+    help="Logical date of the run.",
+)
+@click.option(
+    "--workers",
+    default=64,
+    show_default=True,
+    help="Sources fetched at once (threads; each host still gets at most its max_concurrency).",
+)
+@click.option(
+    "--processes",
+    type=int,
+    default=None,
+    show_default="the CPUs (at most 4) from 100 sources on, else 1",
+    help="Worker processes that parse what the --workers threads fetch (started on the first parse).",
+)
 def run(run_date: date, workers: int, processes: int | None) -> None:
     """The whole daily pipeline without the scheduler (same steps as the DAG)."""
     from engage import pipeline
@@ -173,7 +236,11 @@ def run(run_date: date, workers: int, processes: int | None) -> None:
     try:
         config = _config(settings)
         summary = pipeline.run_day(
-            settings, config, run_date, max_workers=workers, processes=pipeline.default_processes(config, processes)
+            settings,
+            config,
+            run_date,
+            max_workers=workers,
+            processes=pipeline.default_processes(config, processes),
         )
     except ConfigError as exc:
         _fail(str(exc), code=2)
@@ -200,7 +267,12 @@ def summary(run_date: date) -> None:
 
 @main.command()
 @click.option("--date", "run_date", type=DATE, default=lambda: date(2026, 11, 20), show_default="2026-11-20")
-@click.option("--scheduler/--no-scheduler", default=True, show_default=True, help="Run through `airflow dags test` (else the same steps in-process).")
+@click.option(
+    "--scheduler/--no-scheduler",
+    default=True,
+    show_default=True,
+    help="Run through `airflow dags test` (else the same steps in-process).",
+)
 def demo(run_date: date, scheduler: bool) -> None:
     """One full daily run on bundled sample sources served on loopback."""
     from engage.demo import run_demo

@@ -22,13 +22,37 @@ def model() -> None:
 
 
 @model.command()
-@click.option("--corpus", type=click.Path(file_okay=False, path_type=Path), help="Corpus folder (default: the bundled corpus).")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Where to write the model (default: $ENGAGE_HOME/models).")
-@click.option("--search/--no-search", default=True, show_default=True, help="Choose hyperparameters by 5-fold CV on the training split.")
-@click.option("--with-feedback/--without-feedback", default=False, show_default=True, help="Add analysts' labels from the warehouse.")
-@click.option("--promote", is_flag=True, help="Make it the current model if it beats the current one on the test split.")
-@click.option("--ship", is_flag=True, help="Write into models/artifacts and make it the shipped model (maintainers).")
-def train(corpus: Path | None, out: Path | None, search: bool, with_feedback: bool, promote: bool, ship: bool) -> None:
+@click.option(
+    "--corpus",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Corpus folder (default: the bundled corpus).",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where to write the model (default: $ENGAGE_HOME/models).",
+)
+@click.option(
+    "--search/--no-search",
+    default=True,
+    show_default=True,
+    help="Choose hyperparameters by 5-fold CV on the training split.",
+)
+@click.option(
+    "--with-feedback/--without-feedback",
+    default=False,
+    show_default=True,
+    help="Add analysts' labels from the warehouse.",
+)
+@click.option(
+    "--promote", is_flag=True, help="Make it the current model if it beats the current one on the test split."
+)
+@click.option(
+    "--ship", is_flag=True, help="Write into models/artifacts and make it the shipped model (maintainers)."
+)
+def train(
+    corpus: Path | None, out: Path | None, search: bool, with_feedback: bool, promote: bool, ship: bool
+) -> None:
     """Train a new model version on the corpus (and analysts' labels)."""
     from engage.settings import load_settings
     from models import retrain
@@ -54,13 +78,21 @@ def train(corpus: Path | None, out: Path | None, search: bool, with_feedback: bo
         _fail(str(exc))
     click.echo(f"model {result.model.version} written to {result.model.path}")
     click.echo(format_report(result.test_metrics))
-    click.echo(f"\nbaseline (TF-IDF + logistic regression, defaults) macro-F1: {result.baseline_metrics['macro_f1']:.3f}")
+    click.echo(
+        f"\nbaseline (TF-IDF + logistic regression, defaults) macro-F1: {result.baseline_metrics['macro_f1']:.3f}"
+    )
     if decision is not None and promote:
         click.echo(decision.message)
 
 
 @model.command()
-@click.option("--data", "data", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path), help="JSONL of {text, label}.")
+@click.option(
+    "--data",
+    "data",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="JSONL of {text, label}.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--model", "ref", help="Model version or metadata path (default: current).")
 def evaluate(data: Path, as_json: bool, ref: str | None) -> None:
@@ -84,9 +116,19 @@ def evaluate(data: Path, as_json: bool, ref: str | None) -> None:
 
 @model.command()
 @click.argument("source", type=click.File("r", encoding="utf-8"))
-@click.option("--out", "out", type=click.File("w", encoding="utf-8"), default="-", help="Output JSONL (default: stdout).")
+@click.option(
+    "--out",
+    "out",
+    type=click.File("w", encoding="utf-8"),
+    default="-",
+    help="Output JSONL (default: stdout).",
+)
 @click.option("--model", "ref", help="Model version or metadata path (default: current).")
-@click.option("--min-confidence", type=float, help="Below this the label is 'uncertain' (default: $ENGAGE_MIN_CONFIDENCE or 0.4).")
+@click.option(
+    "--min-confidence",
+    type=float,
+    help="Below this the label is 'uncertain' (default: $ENGAGE_MIN_CONFIDENCE or 0.4).",
+)
 def predict(source, out, ref: str | None, min_confidence: float | None) -> None:  # type: ignore[no-untyped-def]
     """Add label, confidence and model_version to each JSONL line of SOURCE ('-' for stdin)."""
     from engage.settings import load_settings

@@ -88,7 +88,9 @@ def match_run() -> None:
 @click.option("--prospect", "prospect_crm_id", help="The prospect's CRM id.")
 @click.option("--none", "no_match", is_flag=True, help="This author is nobody in the CRM.")
 @click.option("--note")
-def match_override(source_name: str, author_external_id: str, prospect_crm_id: str | None, no_match: bool, note: str | None) -> None:
+def match_override(
+    source_name: str, author_external_id: str, prospect_crm_id: str | None, no_match: bool, note: str | None
+) -> None:
     """Set the prospect of an author by hand, or mark a confirmed non-match."""
     from transforms.people import match_authors, set_override
 
@@ -122,7 +124,9 @@ def facts_build(day, until) -> None:  # type: ignore[no-untyped-def]
         current = first
         while current <= last:
             counts = build_facts_for_date(engine, current)
-            click.echo(f"{current}: {counts.sources} sources, {counts.accounts} accounts, {counts.stage_changes} stage changes")
+            click.echo(
+                f"{current}: {counts.sources} sources, {counts.accounts} accounts, {counts.stage_changes} stage changes"
+            )
             current += timedelta(days=1)
     except EngageError as exc:
         _fail(str(exc))

@@ -19,8 +19,19 @@ def _fail(message: str, code: int = 1) -> None:
 
 
 @click.command()
-@click.option("--date", "run_date", type=ISO_DAY, required=True, help="The day whose raw responses to re-parse (YYYY-MM-DD).")
-@click.option("--source", "names", multiple=True, help="Only this source (repeatable; default: every source with raw data that day).")
+@click.option(
+    "--date",
+    "run_date",
+    type=ISO_DAY,
+    required=True,
+    help="The day whose raw responses to re-parse (YYYY-MM-DD).",
+)
+@click.option(
+    "--source",
+    "names",
+    multiple=True,
+    help="Only this source (repeatable; default: every source with raw data that day).",
+)
 def reparse(run_date: datetime, names: tuple[str, ...]) -> None:
     """Re-parse a day from its raw responses and load it again, without any HTTP request.
 
@@ -40,13 +51,27 @@ def reparse(run_date: datetime, names: tuple[str, ...]) -> None:
     except EngageError as exc:
         _fail(str(exc))
     rows = [
-        (o.source, o.status, o.responses, o.authors, o.items, o.observations, (o.error or "; ".join(o.warnings))[:70])
+        (
+            o.source,
+            o.status,
+            o.responses,
+            o.authors,
+            o.items,
+            o.observations,
+            (o.error or "; ".join(o.warnings))[:70],
+        )
         for o in outcomes
     ]
-    click.echo(tabulate(rows, headers=["source", "status", "responses", "authors", "items", "observations", "problem"]))
+    click.echo(
+        tabulate(
+            rows, headers=["source", "status", "responses", "authors", "items", "observations", "problem"]
+        )
+    )
     failed = [o for o in outcomes if o.status == "failed"]
     if failed:
-        click.secho(f"\n{len(failed)} source(s) could not be re-parsed; the others were loaded", fg="red", err=True)
+        click.secho(
+            f"\n{len(failed)} source(s) could not be re-parsed; the others were loaded", fg="red", err=True
+        )
         sys.exit(1)
 
 
@@ -56,7 +81,12 @@ def raw() -> None:
 
 
 @raw.command("prune")
-@click.option("--days", type=click.IntRange(min=0), default=None, help="Keep this many days (default: $ENGAGE_RAW_RETENTION_DAYS, 90).")
+@click.option(
+    "--days",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Keep this many days (default: $ENGAGE_RAW_RETENTION_DAYS, 90).",
+)
 @click.option("--today", type=ISO_DAY, default=None, help="Reference day (default: today, UTC).")
 def raw_prune(days: int | None, today: datetime | None) -> None:
     """Remove raw data older than the retention."""
@@ -72,4 +102,6 @@ def raw_prune(days: int | None, today: datetime | None) -> None:
         _fail(str(exc), code=2)
     for folder in removed:
         click.echo(f"removed {folder}")
-    click.echo(f"{len(removed)} day folder(s) older than {keep} days before {reference} removed from {settings.raw_dir}")
+    click.echo(
+        f"{len(removed)} day folder(s) older than {keep} days before {reference} removed from {settings.raw_dir}"
+    )

@@ -138,10 +138,14 @@ class CollectionRuns:
                 {"source_id": i, "run_date": self.run_date, "started_at": started, "status": "running"}
                 for i in ids
             ]
-            run_ids = conn.execute(
-                insert(collection_run).returning(collection_run.c.run_id, sort_by_parameter_order=True),
-                rows,
-            ).scalars().all()
+            run_ids = (
+                conn.execute(
+                    insert(collection_run).returning(collection_run.c.run_id, sort_by_parameter_order=True),
+                    rows,
+                )
+                .scalars()
+                .all()
+            )
         opened = {}
         for (name, source_id), run_id in zip(source_ids.items(), run_ids, strict=True):
             state = states[source_id]
@@ -215,7 +219,11 @@ class CollectionRuns:
         self._add(run, failed=failed)
 
     def _add(
-        self, run: dict[str, Any], *, succeeded: dict[str, Any] | None = None, failed: dict[str, Any] | None = None
+        self,
+        run: dict[str, Any],
+        *,
+        succeeded: dict[str, Any] | None = None,
+        failed: dict[str, Any] | None = None,
     ) -> None:
         with self._lock:
             self._runs.append(run)
@@ -231,7 +239,11 @@ class CollectionRuns:
             try:
                 self._write()
             except Exception as exc:  # noqa: BLE001 - kept for the next write; flush() raises
-                log.warning("collection runs not written yet (%s: %s); retried on the next write", type(exc).__name__, exc)
+                log.warning(
+                    "collection runs not written yet (%s: %s); retried on the next write",
+                    type(exc).__name__,
+                    exc,
+                )
             finally:
                 self._flushing.release()
 

@@ -109,7 +109,9 @@ def _host_config(path: Path, where: str, raw: Any, *, only_limits: bool = False)
     for key, value in raw.items():
         if key not in HOST_KEYS or only_limits and key == "robots":
             if not only_limits:
-                raise _fail(path, f"{where}, field {key!r}", f"unknown; the fields are {', '.join(HOST_KEYS)}")
+                raise _fail(
+                    path, f"{where}, field {key!r}", f"unknown; the fields are {', '.join(HOST_KEYS)}"
+                )
             continue
         if key == "robots":
             if not isinstance(value, bool):

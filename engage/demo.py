@@ -198,7 +198,9 @@ def run_demo(run_date: date, *, use_airflow: bool = True, echo: Callable[[str], 
         crm = import_crm(engine, DEMO_CRM)  # so the prospect reports have accounts and owners
         engine.dispose()
         echo(f"sample sources served at {url}/ ({len(config.sources)} sources in {sources_file})")
-        echo(f"sample CRM export imported: {crm.prospects} prospects in {crm.accounts} accounts ({DEMO_CRM.name})")
+        echo(
+            f"sample CRM export imported: {crm.prospects} prospects in {crm.accounts} accounts ({DEMO_CRM.name})"
+        )
         if use_airflow:
             log_file = home / "demo" / "airflow-dags-test.log"
             echo(
@@ -218,9 +220,13 @@ def run_demo(run_date: date, *, use_airflow: bool = True, echo: Callable[[str], 
         summary = pipeline.summarize_day(settings, config, run_date)
     finally:
         server.shutdown()
-    rows = [(s.source, s.kind, s.status, s.items_collected, s.items_total, s.observations_today) for s in summary]
+    rows = [
+        (s.source, s.kind, s.status, s.items_collected, s.items_total, s.observations_today) for s in summary
+    ]
     echo("")
-    echo(tabulate(rows, headers=["source", "kind", "status", "fetched", "items in warehouse", "observations"]))
+    echo(
+        tabulate(rows, headers=["source", "kind", "status", "fetched", "items in warehouse", "observations"])
+    )
     echo("")
     echo(f"warehouse: {settings.warehouse_url}")
     for line in demo_footer(settings):
@@ -260,13 +266,15 @@ def demo_footer(settings: object) -> list[str]:
     if db.startswith("sqlite:///"):
         lines.append("try it:")
         lines.append(
-            f"  sqlite3 {db[len('sqlite:///'):]} \"select s.name, i.kind, i.published_at, i.title "
-            "from content_item i join source s using (source_id) order by i.published_at desc limit 10;\""
+            f'  sqlite3 {db[len("sqlite:///") :]} "select s.name, i.kind, i.published_at, i.title '
+            'from content_item i join source s using (source_id) order by i.published_at desc limit 10;"'
         )
     reports = getattr(settings, "reports_dir", None)
     if reports is not None and (reports / "index.html").exists():
         days = sorted(p.name for p in reports.iterdir() if p.is_dir() and (p / "index.html").exists())
         if days:
             lines.append(f"reports for sales and marketing: {reports / days[-1] / 'index.html'}")
-            lines.append(f"  every date: {reports / 'index.html'}  (engage report --date {days[-1]} writes them again)")
+            lines.append(
+                f"  every date: {reports / 'index.html'}  (engage report --date {days[-1]} writes them again)"
+            )
     return lines

@@ -136,7 +136,9 @@ def make_politeness(
     every source of one run."""
     hours = settings.robots_cache_hours
     cache = RobotsCache(settings.robots_cache_dir, timedelta(hours=hours)) if hours > 0 else None
-    return Politeness.from_config(config, user_agent=settings.user_agent, robots_cache=cache, sessions=sessions)
+    return Politeness.from_config(
+        config, user_agent=settings.user_agent, robots_cache=cache, sessions=sessions
+    )
 
 
 def make_client(
@@ -251,9 +253,7 @@ def _collect_one(
     finally:
         client.close()
     if isinstance(client.policy, SourcePolicy):
-        result.warnings.extend(
-            f"robots.txt disallows {url}: not fetched" for url in client.policy.blocked
-        )
+        result.warnings.extend(f"robots.txt disallows {url}: not fetched" for url in client.policy.blocked)
     status = "not_modified" if result.not_modified else "success"
     cursor = None
     if result.has_records():
@@ -322,9 +322,7 @@ def load_day(
                 .scalar_subquery()
             )
             conn.execute(
-                update(collection_run)
-                .where(collection_run.c.run_id == latest)
-                .values(loaded_at=stamp)
+                update(collection_run).where(collection_run.c.run_id == latest).values(loaded_at=stamp)
             )
         path.unlink(missing_ok=True)
         outcomes.append(LoadOutcome(src.name, counts.authors, counts.items, counts.observations))

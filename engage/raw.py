@@ -258,8 +258,13 @@ def reparse_source(
     finally:
         client.close()
     kept = [
-        source.c.etag, source.c.last_modified, source.c.watermark, source.c.last_success_at,
-        source.c.last_error, source.c.consecutive_failures, source.c.next_attempt_at,
+        source.c.etag,
+        source.c.last_modified,
+        source.c.watermark,
+        source.c.last_success_at,
+        source.c.last_error,
+        source.c.consecutive_failures,
+        source.c.next_attempt_at,
     ]
     with engine.begin() as conn:
         source_id, *state = conn.execute(
@@ -322,7 +327,9 @@ def reparse_day(
         configured = {s.name for s in config.sources}
         for name in available:
             if name not in configured:
-                log.warning("raw data of %s on %s: no such source in %s, skipped", name, run_date, config.path)
+                log.warning(
+                    "raw data of %s on %s: no such source in %s, skipped", name, run_date, config.path
+                )
         chosen = [s for s in config.sources if s.name in available]
     engine = engine or open_warehouse(settings)
     sync_sources(engine, config)
@@ -357,7 +364,9 @@ def prune_raw(raw_root: Path, today: date, keep_days: int) -> list[Path]:
     return removed
 
 
-def prune_step(settings: Settings, config: SourcesConfig, run_date: date, *, engine: Engine | None = None) -> int:
+def prune_step(
+    settings: Settings, config: SourcesConfig, run_date: date, *, engine: Engine | None = None
+) -> int:
     """The daily run's last step: apply the raw retention relative to the run's date,
     and drop robots.txt copies of hosts no longer collected."""
     from datetime import timedelta

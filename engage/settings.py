@@ -64,9 +64,7 @@ class Settings:
 
 def _airflow_connection_uri(conn_id: str) -> str | None:
     """The URI of an Airflow connection, when running inside an Airflow task."""
-    if not os.environ.get("AIRFLOW_CTX_DAG_ID") and not os.environ.get(
-        f"AIRFLOW_CONN_{conn_id.upper()}"
-    ):
+    if not os.environ.get("AIRFLOW_CTX_DAG_ID") and not os.environ.get(f"AIRFLOW_CONN_{conn_id.upper()}"):
         return None
     try:
         from airflow.sdk import Connection

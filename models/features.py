@@ -120,7 +120,9 @@ class StageFeatures(TransformerMixin, BaseEstimator):
             ids = [self.vocabulary_[w] for w in doc]
             pair_df.update({a * n_words + b for a, b in zip(ids, ids[1:], strict=False)})
             gram_df.update({g for w in set(doc) for g in word_grams[w]})
-        self.bigram_keys_ = np.array(sorted(k for k, c in pair_df.items() if c >= self.bigram_min_df), dtype=np.int64)
+        self.bigram_keys_ = np.array(
+            sorted(k for k, c in pair_df.items() if c >= self.bigram_min_df), dtype=np.int64
+        )
         grams = sorted(g for g, c in gram_df.items() if c >= self.char_min_df)
         self.char_vocabulary_ = {g: i for i, g in enumerate(grams)}
 
@@ -193,9 +195,7 @@ class StageFeatures(TransformerMixin, BaseEstimator):
                 rows.extend(repeat(int(doc_of[position]), len(found)))
                 cols.extend(found)
             if rows:
-                extra = sp.csr_matrix(
-                    (np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=chars.shape
-                )
+                extra = sp.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=chars.shape)
                 chars = sp.csr_matrix(chars + extra)
         return unigrams, bigrams, chars
 
@@ -303,7 +303,9 @@ class StageClassifier(ClassifierMixin, BaseEstimator):
         self.coef_chars_ = np.ascontiguousarray(coef[:, n_words + n_bigrams :].T)  # n_chars x classes
         weighted = self.coef_chars_ * f.idf_chars_[:, np.newaxis]
         self.word_char_scores_ = np.asarray(f.word_chars_ @ weighted, dtype=np.float32)  # P
-        self.word_char_norms_ = np.asarray(f.word_chars_ @ (f.idf_chars_.astype(np.float64) ** 2)).ravel()  # q
+        self.word_char_norms_ = np.asarray(
+            f.word_chars_ @ (f.idf_chars_.astype(np.float64) ** 2)
+        ).ravel()  # q
         intercept = self.model_.intercept_.astype(np.float32)
         self.intercept_ = intercept if len(intercept) > 1 else np.array([-intercept[0] / 2, intercept[0] / 2])
         return self
@@ -316,7 +318,10 @@ class StageClassifier(ClassifierMixin, BaseEstimator):
             idf = self.features_.idf_chars_
             if ids:
                 index = np.asarray(ids)
-                found = ((self.coef_chars_[index] * idf[index, np.newaxis]).sum(axis=0), float((idf[index] ** 2).sum()))
+                found = (
+                    (self.coef_chars_[index] * idf[index, np.newaxis]).sum(axis=0),
+                    float((idf[index] ** 2).sum()),
+                )
             else:
                 found = (np.zeros(len(self.classes_), dtype=np.float32), 0.0)
             if len(cache) < OOV_CACHE_SIZE:
@@ -381,7 +386,9 @@ class StageClassifier(ClassifierMixin, BaseEstimator):
 
         texts, labels = list(X), np.asarray(y)
         scores = np.zeros((len(texts), len(self.classes_)))
-        for train_idx, test_idx in StratifiedKFold(folds, shuffle=True, random_state=self.random_state).split(texts, labels):
+        for train_idx, test_idx in StratifiedKFold(folds, shuffle=True, random_state=self.random_state).split(
+            texts, labels
+        ):
             model = clone(self).fit([texts[i] for i in train_idx], labels[train_idx])
             scores[test_idx] = model.decision_function([texts[i] for i in test_idx])
         truth = np.searchsorted(self.classes_, labels)

@@ -33,21 +33,27 @@ def import_labels(engine: Engine, path: Path, *, analyst: str | None = None) -> 
         reader = csv.DictReader(fh)
         columns = set(reader.fieldnames or [])
         if "label" not in columns or not ({"item_id", "text"} & columns):
-            raise ModelError(f"{path}: needs a 'label' column and an 'item_id' or 'text' column (has: {sorted(columns)})")
+            raise ModelError(
+                f"{path}: needs a 'label' column and an 'item_id' or 'text' column (has: {sorted(columns)})"
+            )
         records = list(reader)
     stamp = datetime.now(UTC)
     with engine.connect() as conn:
         for number, record in enumerate(records, start=2):
             label = (record.get("label") or "").strip().lower().replace("-", "_").replace(" ", "_")
             if label not in LABELS:
-                raise ModelError(f"{path}:{number}: label {record.get('label')!r} is not one of {', '.join(LABELS)}")
+                raise ModelError(
+                    f"{path}:{number}: label {record.get('label')!r} is not one of {', '.join(LABELS)}"
+                )
             item_id = (record.get("item_id") or "").strip()
             text = (record.get("text") or "").strip()
             if item_id:
                 if not item_id.isdigit():
                     raise ModelError(f"{path}:{number}: item_id {item_id!r} is not a number")
                 found = conn.execute(
-                    select(content_item.c.title, content_item.c.body_text).where(content_item.c.item_id == int(item_id))
+                    select(content_item.c.title, content_item.c.body_text).where(
+                        content_item.c.item_id == int(item_id)
+                    )
                 ).first()
                 if found is None:
                     raise ModelError(f"{path}:{number}: no content item {item_id} in the warehouse")
@@ -67,10 +73,21 @@ def import_labels(engine: Engine, path: Path, *, analyst: str | None = None) -> 
                 }
             )
     with engine.begin() as conn:
-        upsert(conn, label_feedback, rows, key=["text_sha256"], update=["item_id", "label", "analyst", "note", "created_at"])
+        upsert(
+            conn,
+            label_feedback,
+            rows,
+            key=["text_sha256"],
+            update=["item_id", "label", "analyst", "note", "created_at"],
+        )
     return len(rows)
 
 
 def feedback_examples(engine: Engine) -> list[Example]:
     with engine.connect() as conn:
-        return [Example(r.text, r.label) for r in conn.execute(select(label_feedback.c.text, label_feedback.c.label).order_by(label_feedback.c.feedback_id))]
+        return [
+            Example(r.text, r.label)
+            for r in conn.execute(
+                select(label_feedback.c.text, label_feedback.c.label).order_by(label_feedback.c.feedback_id)
+            )
+        ]

@@ -80,7 +80,9 @@ def promote(settings: Settings, model: StageModel, engine: Engine | None = None,
     if meta_path.parent.resolve() != folder.resolve():
         raise ModelError(f"{meta_path}: only models under {folder} can be promoted here")
     tmp = folder / "current.json.tmp"
-    tmp.write_text(json.dumps({"metadata": meta_path.name, "version": model.version}) + "\n", encoding="utf-8")
+    tmp.write_text(
+        json.dumps({"metadata": meta_path.name, "version": model.version}) + "\n", encoding="utf-8"
+    )
     tmp.replace(folder / "current.json")
     if engine is not None:
         record_version(engine, model, is_current=True, **scores)
@@ -114,5 +116,12 @@ def record_version(engine: Engine, model: StageModel, *, is_current: bool, **sco
             model_version,
             [row],
             key=["version"],
-            update=["test_macro_f1", "test_accuracy", "baseline_macro_f1", "metrics_json", "promoted_at", "is_current"],
+            update=[
+                "test_macro_f1",
+                "test_accuracy",
+                "baseline_macro_f1",
+                "metrics_json",
+                "promoted_at",
+                "is_current",
+            ],
         )

@@ -84,7 +84,11 @@ def retrain(
         "test_macro_f1": new_f1,
         "test_accuracy": result.test_metrics["accuracy"],
         "baseline_macro_f1": result.baseline_metrics["macro_f1"],
-        "metrics": {"new": result.test_metrics, "current_version": current_version, "current_macro_f1": current_f1},
+        "metrics": {
+            "new": result.test_metrics,
+            "current_version": current_version,
+            "current_macro_f1": current_f1,
+        },
     }
     promoted = False
     if promote_if_better and wins:

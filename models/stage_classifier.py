@@ -41,7 +41,14 @@ _HANDLE = re.compile(r"(?<!\w)@\w[\w.]*")
 _WORD = re.compile(r"\w+")
 _DIGIT = re.compile(r"\d")
 # '?', '!' and money signs carry meaning ("pricing?"): they become words.
-_SIGNS = (("?", " xqx "), ("!", " xbangx "), ("$", " xmoneyx "), ("%", " xpctx "), ("€", " xmoneyx "), ("£", " xmoneyx "))
+_SIGNS = (
+    ("?", " xqx "),
+    ("!", " xbangx "),
+    ("$", " xmoneyx "),
+    ("%", " xpctx "),
+    ("€", " xmoneyx "),
+    ("£", " xmoneyx "),
+)
 # ASCII in one C pass: letters lower-cased, digits to 0, everything else a space.
 _ASCII_TABLE = bytes(
     (c + 32) if 65 <= c <= 90 else c if (97 <= c <= 122 or c == 95) else 48 if 48 <= c <= 57 else 32
@@ -187,7 +194,9 @@ def load_corpus(corpus_dir: Path = CORPUS_DIR) -> tuple[list[Example], list[Exam
     test_texts = {e.text for e in test}
     leaked = [e for e in train if e.text in test_texts]
     if leaked:
-        raise ModelError(f"{len(leaked)} training examples also appear in the test split, e.g. {leaked[0].text[:60]!r}")
+        raise ModelError(
+            f"{len(leaked)} training examples also appear in the test split, e.g. {leaked[0].text[:60]!r}"
+        )
     return train, test
 
 
@@ -240,7 +249,11 @@ PARAM_GRID = {
 
 
 def fit(
-    train: Sequence[Example], *, search: bool = True, n_jobs: int = 1, grid: dict[str, list[Any]] | None = None
+    train: Sequence[Example],
+    *,
+    search: bool = True,
+    n_jobs: int = 1,
+    grid: dict[str, list[Any]] | None = None,
 ) -> tuple[Any, dict[str, Any]]:
     """Fit the pipeline; with ``search``, pick hyperparameters by 5-fold CV on ``train``."""
     from sklearn.model_selection import GridSearchCV, StratifiedKFold
@@ -252,7 +265,9 @@ def fit(
         pipeline.fit(texts, labels)
         return pipeline, {"cv": None, "params": {}}
     folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=RANDOM_STATE)
-    searcher = GridSearchCV(pipeline, grid or PARAM_GRID, scoring="f1_macro", cv=folds, n_jobs=n_jobs, refit=True)
+    searcher = GridSearchCV(
+        pipeline, grid or PARAM_GRID, scoring="f1_macro", cv=folds, n_jobs=n_jobs, refit=True
+    )
     searcher.fit(texts, labels)
     params = {k: list(v) if isinstance(v, tuple) else v for k, v in searcher.best_params_.items()}
     return searcher.best_estimator_, {"cv_macro_f1": round(float(searcher.best_score_), 4), "params": params}
@@ -272,7 +287,9 @@ def evaluate(predicted: Sequence[str], truth: Sequence[str]) -> dict[str, Any]:
     return {
         "n": len(truth),
         "accuracy": round(float(accuracy_score(truth, predicted)), 4),
-        "macro_f1": round(float(f1_score(truth, predicted, labels=labels, average="macro", zero_division=0)), 4),
+        "macro_f1": round(
+            float(f1_score(truth, predicted, labels=labels, average="macro", zero_division=0)), 4
+        ),
         "per_label": {
             label: {
                 "precision": round(float(precision[i]), 4),
@@ -315,7 +332,11 @@ def format_report(metrics: dict[str, Any]) -> str:
 
     lines = [
         f"examples: {metrics['n']}   accuracy: {metrics['accuracy']:.3f}   macro-F1: {metrics['macro_f1']:.3f}"
-        + (f"   calibration error: {metrics['expected_calibration_error']:.3f}" if "expected_calibration_error" in metrics else ""),
+        + (
+            f"   calibration error: {metrics['expected_calibration_error']:.3f}"
+            if "expected_calibration_error" in metrics
+            else ""
+        ),
         "",
         tabulate(
             [
@@ -328,7 +349,10 @@ def format_report(metrics: dict[str, Any]) -> str:
         "",
         "confusion matrix (rows: true label, columns: predicted)",
         tabulate(
-            [[label, *row] for label, row in zip(metrics["labels"], metrics["confusion_matrix"], strict=True)],
+            [
+                [label, *row]
+                for label, row in zip(metrics["labels"], metrics["confusion_matrix"], strict=True)
+            ],
             headers=["", *[label[:5] for label in metrics["labels"]]],
         ),
     ]
@@ -372,7 +396,9 @@ def save_model(pipeline: Any, out_dir: Path, metadata: dict[str, Any]) -> StageM
         "libraries": library_versions(),
         "labels": list(LABELS),
     }
-    (out_dir / f"{version}.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    (out_dir / f"{version}.json").write_text(
+        json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8"
+    )
     return StageModel(pipeline, meta, artifact)
 
 
@@ -394,7 +420,9 @@ def load_model(meta_path: Path) -> StageModel:
     if not artifact.exists():
         raise ModelError(f"{artifact}: model artifact not found")
     if _sha256(artifact) != meta["artifact_sha256"]:
-        raise ModelError(f"{artifact}: SHA-256 does not match its metadata; refusing to load a tampered artifact")
+        raise ModelError(
+            f"{artifact}: SHA-256 does not match its metadata; refusing to load a tampered artifact"
+        )
     trained_with = meta["libraries"].get("scikit-learn", "")
     if trained_with.split(".")[:2] != sklearn.__version__.split(".")[:2]:
         raise ModelError(

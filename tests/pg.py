@@ -105,7 +105,10 @@ def _start_cluster() -> PgServer | None:
     )
 
     def stop() -> None:
-        subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(datadir), "-m", "immediate", "stop"], capture_output=True)
+        subprocess.run(
+            [*prefix, str(bindir / "pg_ctl"), "-D", str(datadir), "-m", "immediate", "stop"],
+            capture_output=True,
+        )
         shutil.rmtree(datadir, ignore_errors=True)
 
     url = URL.create("postgresql+psycopg", username=user, host="127.0.0.1", port=port, database="postgres")
@@ -120,12 +123,18 @@ def _start_cluster() -> PgServer | None:
 def find_server() -> tuple[PgServer | None, str]:
     env = os.environ.get("ENGAGE_TEST_POSTGRES_URL")
     if env:
-        url = make_url(env.replace("postgresql://", "postgresql+psycopg://", 1) if env.startswith("postgresql://") else env)
+        url = make_url(
+            env.replace("postgresql://", "postgresql+psycopg://", 1)
+            if env.startswith("postgresql://")
+            else env
+        )
         if _can_connect(url):
             return PgServer(url, None, "ENGAGE_TEST_POSTGRES_URL"), ""
         return None, f"ENGAGE_TEST_POSTGRES_URL is set but {url.render_as_string()} does not answer"
     for user in ("postgres", os.environ.get("USER") or "root"):
-        url = URL.create("postgresql+psycopg", username=user, host="127.0.0.1", port=5432, database="postgres")
+        url = URL.create(
+            "postgresql+psycopg", username=user, host="127.0.0.1", port=5432, database="postgres"
+        )
         if _can_connect(url):
             return PgServer(url, None, f"local server as {user}"), ""
     try:
@@ -133,5 +142,8 @@ def find_server() -> tuple[PgServer | None, str]:
     except (subprocess.CalledProcessError, OSError) as exc:
         return None, f"no PostgreSQL server and starting a throwaway cluster failed: {exc}"
     if server is None:
-        return None, "no PostgreSQL server on 127.0.0.1:5432, no ENGAGE_TEST_POSTGRES_URL, and no pg_ctl binaries"
+        return (
+            None,
+            "no PostgreSQL server on 127.0.0.1:5432, no ENGAGE_TEST_POSTGRES_URL, and no pg_ctl binaries",
+        )
     return server, ""

@@ -21,13 +21,25 @@ def test_redact_masks_passwords_in_urls_and_key_values() -> None:
 
 
 def _context(error: Exception) -> dict:  # type: ignore[type-arg]
-    ti = SimpleNamespace(dag_id="engagement_daily", task_id="collect_reddit", map_index=3,
-                         rendered_map_index="reddit-revops", try_number=2, log_url="http://airflow:8080/log")
-    return {"task_instance": ti, "exception": error, "data_interval_start": datetime(2026, 11, 20, tzinfo=UTC)}
+    ti = SimpleNamespace(
+        dag_id="engagement_daily",
+        task_id="collect_reddit",
+        map_index=3,
+        rendered_map_index="reddit-revops",
+        try_number=2,
+        log_url="http://airflow:8080/log",
+    )
+    return {
+        "task_instance": ti,
+        "exception": error,
+        "data_interval_start": datetime(2026, 11, 20, tzinfo=UTC),
+    }
 
 
 def test_failure_message_names_the_task_source_and_day_without_secrets() -> None:
-    subject, text = failure_message(_context(RuntimeError("login failed for postgres://u:pw123@h/db\nmore lines")))
+    subject, text = failure_message(
+        _context(RuntimeError("login failed for postgres://u:pw123@h/db\nmore lines"))
+    )
     assert subject == "[engage] engagement_daily: collect_reddit[reddit-revops] failed for 2026-11-20"
     assert "Try:     2" in text and "RuntimeError: login failed for postgres://u:***@h/db" in text
     assert "pw123" not in text and "more lines" not in text and "Log:     http://airflow:8080/log" in text
@@ -41,7 +53,7 @@ def test_the_callback_posts_to_the_alert_webhook_and_never_raises(
     monkeypatch.setenv("ENGAGE_HOME", str(tmp_path))
     monkeypatch.setenv("ENGAGE_ALERT_WEBHOOK_URL", httpserver.url_for("/hook"))
     task_failure_alert(_context(ValueError("boom")))
-    (request, _), = httpserver.log
+    ((request, _),) = httpserver.log
     assert request.get_json()["subject"].endswith("collect_reddit[reddit-revops] failed for 2026-11-20")
     # An unreachable webhook is logged, not raised: the task's own failure stands.
     monkeypatch.setenv("ENGAGE_ALERT_WEBHOOK_URL", "http://127.0.0.1:9/unreachable")

@@ -52,7 +52,10 @@ def trained(tiny_corpus: Path, tmp_path: Path):  # type: ignore[no-untyped-def]
 
 
 def test_tokenizer_masks_urls_handles_numbers_and_keeps_signs() -> None:
-    assert normalise_text("Check https://x.io/a?b=1 @Dana_W paid $4,500?") == "check xurlx xuserx paid xmoneyx 0 000 xqx"
+    assert (
+        normalise_text("Check https://x.io/a?b=1 @Dana_W paid $4,500?")
+        == "check xurlx xuserx paid xmoneyx 0 000 xqx"
+    )
     assert normalise_text("Ärzte für 2026 ＡＢＣ!") == "ärzte für 0000 abc xbangx"
 
 
@@ -109,7 +112,9 @@ def test_an_artifact_with_types_outside_the_allow_list_is_refused(tmp_path: Path
     # copy.copy is harmless here, but it is not on the allow-list: loading must refuse it.
     pipeline = Pipeline([("extra", FunctionTransformer(func=copy.copy)), ("model", build_pipeline())])
     pipeline.fit([e.text for e in train], [e.label for e in train])
-    model = save_model(pipeline, tmp_path / "m", {"version": "stage-evil"})  # hash matches: only the types are wrong
+    model = save_model(
+        pipeline, tmp_path / "m", {"version": "stage-evil"}
+    )  # hash matches: only the types are wrong
     with pytest.raises(ModelError, match="allow-list"):
         load_model(model.path.with_suffix(".json"))
 
@@ -136,15 +141,45 @@ def test_bad_corpus_lines_name_file_and_line(tmp_path: Path) -> None:
 def _items(engine: Engine, texts: dict[str, str]) -> None:
     now = datetime(2026, 11, 20, tzinfo=UTC)
     with engine.begin() as conn:
-        upsert(conn, source, [{"name": "s", "kind": "rss", "url": "http://x", "is_own": False, "created_at": now,
-                               "updated_at": now, "consecutive_failures": 0}], key=["name"], update=[])
+        upsert(
+            conn,
+            source,
+            [
+                {
+                    "name": "s",
+                    "kind": "rss",
+                    "url": "http://x",
+                    "is_own": False,
+                    "created_at": now,
+                    "updated_at": now,
+                    "consecutive_failures": 0,
+                }
+            ],
+            key=["name"],
+            update=[],
+        )
         source_id = conn.execute(select(source.c.source_id)).scalar_one()
-        upsert(conn, content_item, [
-            {"source_id": source_id, "external_id": key, "kind": "post", "title": None, "body_text": text,
-             "first_collected_at": now, "last_collected_at": now, "collected_date": date(2026, 11, 20),
-             "content_hash": content_hash(None, text), "is_ours": False}
-            for key, text in texts.items()
-        ], key=["source_id", "external_id"], update=["body_text", "content_hash"])
+        upsert(
+            conn,
+            content_item,
+            [
+                {
+                    "source_id": source_id,
+                    "external_id": key,
+                    "kind": "post",
+                    "title": None,
+                    "body_text": text,
+                    "first_collected_at": now,
+                    "last_collected_at": now,
+                    "collected_date": date(2026, 11, 20),
+                    "content_hash": content_hash(None, text),
+                    "is_ours": False,
+                }
+                for key, text in texts.items()
+            ],
+            key=["source_id", "external_id"],
+            update=["body_text", "content_hash"],
+        )
 
 
 def test_incremental_classification_touches_only_new_and_changed_items(engine: Engine, trained) -> None:  # type: ignore[no-untyped-def]
@@ -157,19 +192,29 @@ def test_incremental_classification_touches_only_new_and_changed_items(engine: E
     _items(engine, {"b": "We are hiring a data engineer, apply now", "d": "How do teams approach churn?"})
     assert classify_new(engine, model) == 2
     with engine.connect() as conn:
-        fresh = conn.execute(
-            select(content_item.c.external_id).join(stage_prediction, stage_prediction.c.item_id == content_item.c.item_id)
-            .where(stage_prediction.c.predicted_at > datetime(2001, 1, 1, tzinfo=UTC)).order_by(content_item.c.external_id)
-        ).scalars().all()
+        fresh = (
+            conn.execute(
+                select(content_item.c.external_id)
+                .join(stage_prediction, stage_prediction.c.item_id == content_item.c.item_id)
+                .where(stage_prediction.c.predicted_at > datetime(2001, 1, 1, tzinfo=UTC))
+                .order_by(content_item.c.external_id)
+            )
+            .scalars()
+            .all()
+        )
         total = conn.execute(select(func.count()).select_from(stage_prediction)).scalar_one()
     assert fresh == ["b", "d"] and total == 4
 
 
-def test_items_of_an_older_model_are_reclassified_in_the_background_step(engine: Engine, trained, tmp_path: Path, tiny_corpus: Path) -> None:  # type: ignore[no-untyped-def]
+def test_items_of_an_older_model_are_reclassified_in_the_background_step(
+    engine: Engine, trained, tmp_path: Path, tiny_corpus: Path
+) -> None:  # type: ignore[no-untyped-def]
     _items(engine, {"a": "Gong vs Chorus pricing?", "b": "We are hiring"})
     classify_new(engine, trained.model)
     train, test = load_corpus(tiny_corpus)
-    newer = train_and_save(train[:-3], test, tmp_path / "newer", search=False).model  # other data: another version
+    newer = train_and_save(
+        train[:-3], test, tmp_path / "newer", search=False
+    ).model  # other data: another version
     assert classify_new(engine, newer) == 0  # the daily step does not redo them
     assert reclassify_stale(engine, newer) == 2
     with engine.connect() as conn:
@@ -180,7 +225,9 @@ def _settings(tmp_path: Path, engine: Engine) -> Settings:
     return Settings(home=tmp_path / "home", warehouse_url=str(engine.url), sources_path=tmp_path / "s.yml")
 
 
-def test_promotion_refuses_a_worse_model_and_records_both_scores(sqlite_engine: Engine, tmp_path: Path, tiny_corpus: Path) -> None:
+def test_promotion_refuses_a_worse_model_and_records_both_scores(
+    sqlite_engine: Engine, tmp_path: Path, tiny_corpus: Path
+) -> None:
     settings = _settings(tmp_path, sqlite_engine)
     train, test = load_corpus(tiny_corpus)
     first = train_and_save(train, test, registry.model_dir(settings), search=False)
@@ -203,7 +250,10 @@ def test_promotion_refuses_a_worse_model_and_records_both_scores(sqlite_engine: 
         rows_db = {r.version: r for r in conn.execute(select(model_version))}
     assert rows_db[first.model.version].is_current
     assert not rows_db[second.result.model.version].is_current
-    assert json.loads(rows_db[second.result.model.version].metrics_json)["current_macro_f1"] == second.current_macro_f1
+    assert (
+        json.loads(rows_db[second.result.model.version].metrics_json)["current_macro_f1"]
+        == second.current_macro_f1
+    )
 
 
 def test_label_import_validates_and_feeds_retraining(sqlite_engine: Engine, tmp_path: Path) -> None:
@@ -212,7 +262,9 @@ def test_label_import_validates_and_feeds_retraining(sqlite_engine: Engine, tmp_
     with pytest.raises(ModelError, match=r"bad.csv:2: label 'purchase'"):
         import_labels(sqlite_engine, bad)
     good = tmp_path / "good.csv"
-    good.write_text("text,label,analyst\nWe signed the order form today,decision,ann\nsame again,Off-Topic,\n")
+    good.write_text(
+        "text,label,analyst\nWe signed the order form today,decision,ann\nsame again,Off-Topic,\n"
+    )
     assert import_labels(sqlite_engine, good) == 2
     assert import_labels(sqlite_engine, good) == 2  # idempotent
     with sqlite_engine.connect() as conn:
@@ -224,7 +276,9 @@ def test_cli_evaluate_json_and_predict(trained, tmp_path: Path, monkeypatch: pyt
     monkeypatch.setenv("ENGAGE_HOME", str(tmp_path / "home"))
     meta = str(trained.model.path.with_suffix(".json"))
     runner = CliRunner()
-    result = runner.invoke(main, ["model", "evaluate", "--data", str(DATA / "tiny_test.jsonl"), "--json", "--model", meta])
+    result = runner.invoke(
+        main, ["model", "evaluate", "--data", str(DATA / "tiny_test.jsonl"), "--json", "--model", meta]
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert {"accuracy", "macro_f1", "per_label", "n", "confusion_matrix"} <= set(report)
@@ -233,7 +287,9 @@ def test_cli_evaluate_json_and_predict(trained, tmp_path: Path, monkeypatch: pyt
     source_file = tmp_path / "in.jsonl"
     source_file.write_text('{"text": "Gong vs Chorus pricing?", "id": 7}\n\n{"text": "+1"}\n')
     out_file = tmp_path / "out.jsonl"
-    result = runner.invoke(main, ["model", "predict", str(source_file), "--out", str(out_file), "--model", meta])
+    result = runner.invoke(
+        main, ["model", "predict", str(source_file), "--out", str(out_file), "--model", meta]
+    )
     assert result.exit_code == 0, result.output
     lines = [json.loads(line) for line in out_file.read_text().splitlines()]
     assert len(lines) == 2 and lines[0]["id"] == 7

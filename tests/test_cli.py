@@ -23,7 +23,9 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_warehouse_url_from_an_airflow_connection(monkeypatch: pytest.MonkeyPatch, env: Path) -> None:
-    monkeypatch.setenv("AIRFLOW_CONN_ENGAGE_WAREHOUSE", "postgres://analyst:s3cret@db.internal:5432/warehouse")
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_ENGAGE_WAREHOUSE", "postgres://analyst:s3cret@db.internal:5432/warehouse"
+    )
     assert load_settings().warehouse_url == "postgresql+psycopg://analyst:s3cret@db.internal:5432/warehouse"
 
 

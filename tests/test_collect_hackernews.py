@@ -27,42 +27,113 @@ def epoch(text: str) -> int:
     return int(datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp())
 
 
-def story_hit(item_id: int, created: str, title: str, *, points: int = 10, comments: int = 0, author: str = "dana") -> dict[str, Any]:
-    return {"objectID": str(item_id), "title": title, "url": "https://acme.example/blog/benchmark", "author": author,
-            "points": points, "num_comments": comments, "story_text": None, "comment_text": None,
-            "created_at": created + ".000Z", "created_at_i": epoch(created), "_tags": ["story", f"author_{author}", f"story_{item_id}"]}
+def story_hit(
+    item_id: int, created: str, title: str, *, points: int = 10, comments: int = 0, author: str = "dana"
+) -> dict[str, Any]:
+    return {
+        "objectID": str(item_id),
+        "title": title,
+        "url": "https://acme.example/blog/benchmark",
+        "author": author,
+        "points": points,
+        "num_comments": comments,
+        "story_text": None,
+        "comment_text": None,
+        "created_at": created + ".000Z",
+        "created_at_i": epoch(created),
+        "_tags": ["story", f"author_{author}", f"story_{item_id}"],
+    }
 
 
-def node(item_id: int, created: str, text: str | None, *, author: str | None = "ravi", kind: str = "comment",
-         parent: int | None = None, story: int = 41000001, children: list[Any] | None = None, **extra: Any) -> dict[str, Any]:
-    return {"id": item_id, "created_at_i": epoch(created), "type": kind, "author": author, "text": text, "points": None,
-            "parent_id": parent, "story_id": story, "children": children or [], **extra}
+def node(
+    item_id: int,
+    created: str,
+    text: str | None,
+    *,
+    author: str | None = "ravi",
+    kind: str = "comment",
+    parent: int | None = None,
+    story: int = 41000001,
+    children: list[Any] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    return {
+        "id": item_id,
+        "created_at_i": epoch(created),
+        "type": kind,
+        "author": author,
+        "text": text,
+        "points": None,
+        "parent_id": parent,
+        "story_id": story,
+        "children": children or [],
+        **extra,
+    }
 
 
-S1 = story_hit(41000001, "2026-11-19T09:00:00", "Acme's Q4 win-rate benchmark", points=212, comments=4, author="acme_hn")
+S1 = story_hit(
+    41000001, "2026-11-19T09:00:00", "Acme's Q4 win-rate benchmark", points=212, comments=4, author="acme_hn"
+)
 S2 = story_hit(41000002, "2026-11-18T09:00:00", "Show HN: open-source pipeline forecasting", points=35)
 S3 = story_hit(40000003, "2026-10-30T09:00:00", "Ask HN: RevOps tooling in 2026?", points=80, comments=55)
-TREE = node(41000001, "2026-11-19T09:00:00", None, author="acme_hn", kind="story", parent=None, title=S1["title"],
-            points=212, children=[
-                node(41000010, "2026-11-19T10:00:00", "<p>Methodology?<p>Which <i>segments</i>?", parent=41000001, children=[
-                    node(41000011, "2026-11-19T10:30:00", None, author=None, parent=41000010, children=[
-                        node(41000012, "2026-11-19T11:00:00", "Reply below a deleted comment.", parent=41000011),
-                    ]),
-                ]),
-                node(41000013, "2026-11-19T12:00:00", "We switched from Northwind; happy so far.", author="priya", parent=41000001),
-            ])
+TREE = node(
+    41000001,
+    "2026-11-19T09:00:00",
+    None,
+    author="acme_hn",
+    kind="story",
+    parent=None,
+    title=S1["title"],
+    points=212,
+    children=[
+        node(
+            41000010,
+            "2026-11-19T10:00:00",
+            "<p>Methodology?<p>Which <i>segments</i>?",
+            parent=41000001,
+            children=[
+                node(
+                    41000011,
+                    "2026-11-19T10:30:00",
+                    None,
+                    author=None,
+                    parent=41000010,
+                    children=[
+                        node(
+                            41000012, "2026-11-19T11:00:00", "Reply below a deleted comment.", parent=41000011
+                        ),
+                    ],
+                ),
+            ],
+        ),
+        node(
+            41000013,
+            "2026-11-19T12:00:00",
+            "We switched from Northwind; happy so far.",
+            author="priya",
+            parent=41000001,
+        ),
+    ],
+)
 
 
 def context(server: HTTPServer, *, watermark: str | None = None, **options: Any) -> CollectContext:
     src = SourceConfig(name="hn", kind="hackernews", url=server.url_for("/api/v1"), options=options)
-    return CollectContext(source=src, client=HttpClient(retries=1, backoff_factor=0), run_date=RUN_DATE, watermark=watermark)
+    return CollectContext(
+        source=src, client=HttpClient(retries=1, backoff_factor=0), run_date=RUN_DATE, watermark=watermark
+    )
 
 
 def serve_search(server: HTTPServer, pages: list[list[dict[str, Any]]], seen: list[dict[str, str]]) -> None:
     def search(request: Request) -> Response:
         seen.append(dict(request.args))
         page = int(request.args.get("page", 0))
-        body = {"hits": pages[page] if page < len(pages) else [], "page": page, "nbPages": len(pages), "hitsPerPage": 100}
+        body = {
+            "hits": pages[page] if page < len(pages) else [],
+            "page": page,
+            "nbPages": len(pages),
+            "hitsPerPage": 100,
+        }
         return Response(json.dumps(body), content_type="application/json")
 
     server.expect_request("/api/v1/search_by_date").respond_with_handler(search)
@@ -83,7 +154,10 @@ def test_search_by_domain_pages_and_comment_trees(httpserver: HTTPServer) -> Non
     items = {i.external_id: i for i in result.items}
     assert set(items) == {"41000001", "41000002", "40000003", "41000010", "41000012", "41000013"}
     assert "41000011" not in items  # deleted: not collected, its reply is
-    assert (items["41000012"].thread_external_id, items["41000012"].parent_external_id) == ("41000001", "41000011")
+    assert (items["41000012"].thread_external_id, items["41000012"].parent_external_id) == (
+        "41000001",
+        "41000011",
+    )
     assert items["41000010"].text == "Methodology?\nWhich segments?"
     assert items["41000001"].url == "https://news.ycombinator.com/item?id=41000001"
     assert items["41000001"].title == "Acme's Q4 win-rate benchmark"
@@ -97,14 +171,22 @@ def test_search_by_domain_pages_and_comment_trees(httpserver: HTTPServer) -> Non
 def test_a_later_run_filters_by_the_window_and_watermark(httpserver: HTTPServer) -> None:
     seen: list[dict[str, str]] = []
     serve_search(httpserver, [[S1]], seen)
-    collect(context(httpserver, query="pipeline forecasting", tags="comment",
-                    watermark=json.dumps({"newest": "2026-11-19T12:00:00+00:00"})))
+    collect(
+        context(
+            httpserver,
+            query="pipeline forecasting",
+            tags="comment",
+            watermark=json.dumps({"newest": "2026-11-19T12:00:00+00:00"}),
+        )
+    )
     assert seen[0]["numericFilters"] == f"created_at_i>{epoch('2026-11-14T00:00:00')}"
     assert seen[0]["tags"] == "comment" and "restrictSearchableAttributes" not in seen[0]
 
 
 def test_a_story_gone_since_the_search_is_skipped_with_a_warning(httpserver: HTTPServer) -> None:
-    httpserver.expect_request("/api/v1/items/41000001").respond_with_json({"status": 404, "error": "Not Found"}, status=404)
+    httpserver.expect_request("/api/v1/items/41000001").respond_with_json(
+        {"status": 404, "error": "Not Found"}, status=404
+    )
     serve_search(httpserver, [[S1]], [])
     result = collect(context(httpserver, query="acme"))
     assert [i.external_id for i in result.items] == ["41000001"]
@@ -120,11 +202,21 @@ def test_an_empty_search(httpserver: HTTPServer) -> None:
 def test_firebase_story_list(httpserver: HTTPServer) -> None:
     httpserver.expect_request("/api/v1/beststories.json").respond_with_json([41000001, 41000099, 41000002])
     httpserver.expect_request("/api/v1/item/41000001.json").respond_with_json(
-        {"by": "acme_hn", "descendants": 4, "id": 41000001, "kids": [41000010], "score": 212,
-         "time": epoch("2026-11-19T09:00:00"), "title": "Acme's Q4 win-rate benchmark", "type": "story"})
+        {
+            "by": "acme_hn",
+            "descendants": 4,
+            "id": 41000001,
+            "kids": [41000010],
+            "score": 212,
+            "time": epoch("2026-11-19T09:00:00"),
+            "title": "Acme's Q4 win-rate benchmark",
+            "type": "story",
+        }
+    )
     httpserver.expect_request("/api/v1/item/41000099.json").respond_with_json(None)
     httpserver.expect_request("/api/v1/item/41000002.json").respond_with_json(
-        {"id": 41000002, "deleted": True, "type": "story", "time": epoch("2026-11-18T09:00:00")})
+        {"id": 41000002, "deleted": True, "type": "story", "time": epoch("2026-11-18T09:00:00")}
+    )
     result = collect(context(httpserver, list="best"))
     assert [i.external_id for i in result.items] == ["41000001"]
     assert {(o.metric, o.value) for o in result.observations} == {("score", 212), ("comments", 4)}
@@ -140,17 +232,23 @@ def test_options_must_name_one_api(httpserver: HTTPServer) -> None:
         collect(context(httpserver, query="x", list="top"))
 
 
-@pytest.mark.parametrize(("status_code", "expected"), [(401, "unauthorised"), (403, "forbidden"), (404, "not found"), (410, "gone")])
+@pytest.mark.parametrize(
+    ("status_code", "expected"),
+    [(401, "unauthorised"), (403, "forbidden"), (404, "not found"), (410, "gone")],
+)
 def test_http_errors_are_clear(httpserver: HTTPServer, status_code: int, expected: str) -> None:
-    httpserver.expect_request("/api/v1/search_by_date").respond_with_json({"message": "Index not allowed", "status": status_code},
-                                                                         status=status_code)
+    httpserver.expect_request("/api/v1/search_by_date").respond_with_json(
+        {"message": "Index not allowed", "status": status_code}, status=status_code
+    )
     with pytest.raises(ApiError, match=f"{expected}.*Index not allowed") as info:
         collect(context(httpserver, query="x"))
     assert info.value.status == status_code
 
 
 def test_429_with_and_without_retry_after(httpserver: HTTPServer) -> None:
-    httpserver.expect_oneshot_request("/api/v1/search_by_date").respond_with_data("", status=429, headers={"Retry-After": "0"})
+    httpserver.expect_oneshot_request("/api/v1/search_by_date").respond_with_data(
+        "", status=429, headers={"Retry-After": "0"}
+    )
     serve_search(httpserver, [[S2]], [])
     assert [i.external_id for i in collect(context(httpserver, query="x")).items] == ["41000002"]
     httpserver.clear()
@@ -161,22 +259,29 @@ def test_429_with_and_without_retry_after(httpserver: HTTPServer) -> None:
 
 def test_html_page_as_json_and_an_item_that_is_no_item(httpserver: HTTPServer) -> None:
     httpserver.expect_request("/api/v1/search_by_date").respond_with_data(
-        "<html><body>Sorry, we're not able to serve your requests this quickly.</body></html>", content_type="application/json")
+        "<html><body>Sorry, we're not able to serve your requests this quickly.</body></html>",
+        content_type="application/json",
+    )
     with pytest.raises(ParseError, match="search_by_date.*HTML page"):
         collect(context(httpserver, query="x"))
     with pytest.raises(ParseError, match="expected a Hacker News item"):
         parse_item_tree({"id": 623037, "username": "pg", "karma": 1}, where="http://x/users/pg")
 
 
-def test_reruns_never_duplicate_in_the_warehouse(httpserver: HTTPServer, engine: Engine, tmp_path: Path) -> None:
+def test_reruns_never_duplicate_in_the_warehouse(
+    httpserver: HTTPServer, engine: Engine, tmp_path: Path
+) -> None:
     serve_search(httpserver, [[S1, S2], [S3]], [])
     source = f"{{name: hn, kind: hackernews, url: '{httpserver.url_for('/api/v1')}', query: acme}}"
-    items, ours, per_day = run_days(engine, tmp_path, source, "acme_hn", [RUN_DATE, RUN_DATE, date(2026, 11, 21)])
+    items, ours, per_day = run_days(
+        engine, tmp_path, source, "acme_hn", [RUN_DATE, RUN_DATE, date(2026, 11, 21)]
+    )
     assert (items, ours) == (6, 1)
     assert per_day == {RUN_DATE: 3 * 2, date(2026, 11, 21): 3 * 2}
 
 
 # --- every real-world HN answer, served over loopback ------------------------
+
 
 def _tree_nodes(item: dict[str, Any]) -> int:
     """Live items of an Algolia tree or a Firebase item, counted independently."""
@@ -208,7 +313,8 @@ def test_every_realworld_hackernews_file_over_loopback(realworld: Path, httpserv
             httpserver.expect_request("/api/v1/beststories.json").respond_with_data(path.read_bytes())
             for item_id in data:
                 httpserver.expect_request(f"/api/v1/item/{item_id}.json").respond_with_data(
-                    next(folder.glob(f"item_{item_id}_*.json")).read_bytes())
+                    next(folder.glob(f"item_{item_id}_*.json")).read_bytes()
+                )
             result = collect(context(httpserver, list="best"))
             assert [i.external_id for i in result.items] == [str(i) for i in data]
             assert all(i.title for i in result.items)

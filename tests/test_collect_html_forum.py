@@ -291,5 +291,7 @@ def test_pages_parsed_on_a_parser_process_give_the_same_records_and_errors(
         assert pool.started
         ctx = context(bad, preset="phpbb", single_thread=True)
         ctx.parser = pool
-        with pytest.raises(ParseError, match=r"/heizjacken: no posts on the thread page \(selector 'div\.post'"):
+        with pytest.raises(
+            ParseError, match=r"/heizjacken: no posts on the thread page \(selector 'div\.post'"
+        ):
             collect(ctx)

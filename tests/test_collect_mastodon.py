@@ -81,10 +81,20 @@ def context(server: HTTPServer, *, watermark: str | None = None, **options: Any)
 
 
 PAGE_ONE = [
-    status("105", "2026-11-19T09:00:00.000Z", replies=2, reblogs=3, favourites=11,
-           content="<p>Our Q4 benchmark: win rates by deal size.<br/>Thread below</p>"),
+    status(
+        "105",
+        "2026-11-19T09:00:00.000Z",
+        replies=2,
+        reblogs=3,
+        favourites=11,
+        content="<p>Our Q4 benchmark: win rates by deal size.<br/>Thread below</p>",
+    ),
     status("104", "2026-11-18T15:30:00Z", reply_to="901", content="<p>We export to Snowflake, yes.</p>"),
-    status("103", "2026-11-17T08:00:00Z", reblog=status("500", "2026-11-16T08:00:00Z", account=DANA, favourites=4)),
+    status(
+        "103",
+        "2026-11-17T08:00:00Z",
+        reblog=status("500", "2026-11-16T08:00:00Z", account=DANA, favourites=4),
+    ),
     status("102", "2026-11-16T08:00:00Z", visibility="private"),
 ]
 PAGE_TWO = [status("101", "2026-09-01T08:00:00Z", favourites=1)]
@@ -106,8 +116,14 @@ def test_account_statuses_threads_and_hashtag(httpserver: HTTPServer) -> None:
         {
             "ancestors": [],
             "descendants": [
-                status("106", "2026-11-19T10:00:00Z", account=DANA, reply_to="105", favourites=2,
-                       content="<p>Do you have this split by region? We are evaluating vendors.</p>"),
+                status(
+                    "106",
+                    "2026-11-19T10:00:00Z",
+                    account=DANA,
+                    reply_to="105",
+                    favourites=2,
+                    content="<p>Do you have this split by region? We are evaluating vendors.</p>",
+                ),
                 status("107", "2026-11-19T11:00:00Z", reply_to="106", content="<p>Yes, DM us.</p>"),
             ],
         }
@@ -115,7 +131,12 @@ def test_account_statuses_threads_and_hashtag(httpserver: HTTPServer) -> None:
     httpserver.expect_request("/api/v1/statuses/104/context").respond_with_json(
         {
             "ancestors": [
-                status("900", "2026-11-18T12:00:00Z", account=DANA, content="<p>Which tools export to Snowflake?</p>"),
+                status(
+                    "900",
+                    "2026-11-18T12:00:00Z",
+                    account=DANA,
+                    content="<p>Which tools export to Snowflake?</p>",
+                ),
                 status("901", "2026-11-18T13:00:00Z", account=DANA, reply_to="900"),
             ],
             "descendants": [],
@@ -135,7 +156,11 @@ def test_account_statuses_threads_and_hashtag(httpserver: HTTPServer) -> None:
     assert (items["106"].thread_external_id, items["106"].parent_external_id) == ("105", "105")
     assert (items["107"].thread_external_id, items["107"].parent_external_id) == ("105", "106")
     # Our reply learns its thread's root from the context.
-    assert (items["104"].kind, items["104"].thread_external_id, items["104"].parent_external_id) == ("reply", "900", "901")
+    assert (items["104"].kind, items["104"].thread_external_id, items["104"].parent_external_id) == (
+        "reply",
+        "900",
+        "901",
+    )
     assert items["500"].author_external_id == "77"  # a boost yields the boosted post
     observed = {(o.subject_type, o.subject_external_id, o.metric): o.value for o in result.observations}
     assert observed[("account", "1", "followers")] == 1240
@@ -155,8 +180,12 @@ def test_account_statuses_threads_and_hashtag(httpserver: HTTPServer) -> None:
 def test_a_later_run_stops_at_the_lookback_window(httpserver: HTTPServer) -> None:
     older = [status("98", "2026-11-12T08:00:00Z")]  # before the 7-day window
     serve_account(httpserver, {None: PAGE_ONE[:2] + older, "98": PAGE_TWO})
-    httpserver.expect_request("/api/v1/statuses/104/context").respond_with_json({"ancestors": [], "descendants": []})
-    httpserver.expect_request("/api/v1/statuses/105/context").respond_with_json({"ancestors": [], "descendants": []})
+    httpserver.expect_request("/api/v1/statuses/104/context").respond_with_json(
+        {"ancestors": [], "descendants": []}
+    )
+    httpserver.expect_request("/api/v1/statuses/105/context").respond_with_json(
+        {"ancestors": [], "descendants": []}
+    )
     watermark = json.dumps({"newest": "2026-11-19T09:00:00+00:00"})
 
     result = collect(context(httpserver, watermark=watermark, account="acme"))
@@ -170,7 +199,9 @@ def test_a_later_run_stops_at_the_lookback_window(httpserver: HTTPServer) -> Non
 
 def test_a_thread_deleted_since_the_listing_is_skipped_with_a_warning(httpserver: HTTPServer) -> None:
     serve_account(httpserver, {None: PAGE_ONE[:1]})
-    httpserver.expect_request("/api/v1/statuses/105/context").respond_with_json({"error": "Record not found"}, status=404)
+    httpserver.expect_request("/api/v1/statuses/105/context").respond_with_json(
+        {"error": "Record not found"}, status=404
+    )
     result = collect(context(httpserver, account="acme"))
     assert [i.external_id for i in result.items] == ["105"]
     assert any("context: thread skipped, not found (404): Record not found" in w for w in result.warnings)
@@ -179,10 +210,19 @@ def test_a_thread_deleted_since_the_listing_is_skipped_with_a_warning(httpserver
 
 def test_a_source_that_did_not_run_for_weeks_catches_up_to_its_watermark(httpserver: HTTPServer) -> None:
     middle = [status("60", "2026-10-20T08:00:00Z")]  # before the window, after the watermark
-    serve_account(httpserver, {None: PAGE_ONE[:2] + [status("98", "2026-11-12T08:00:00Z")], "98": middle, "60": PAGE_TWO})
-    httpserver.expect_request("/api/v1/statuses/104/context").respond_with_json({"ancestors": [], "descendants": []})
-    httpserver.expect_request("/api/v1/statuses/105/context").respond_with_json({"ancestors": [], "descendants": []})
-    result = collect(context(httpserver, account="acme", watermark=json.dumps({"newest": "2026-10-15T00:00:00+00:00"})))
+    serve_account(
+        httpserver,
+        {None: PAGE_ONE[:2] + [status("98", "2026-11-12T08:00:00Z")], "98": middle, "60": PAGE_TWO},
+    )
+    httpserver.expect_request("/api/v1/statuses/104/context").respond_with_json(
+        {"ancestors": [], "descendants": []}
+    )
+    httpserver.expect_request("/api/v1/statuses/105/context").respond_with_json(
+        {"ancestors": [], "descendants": []}
+    )
+    result = collect(
+        context(httpserver, account="acme", watermark=json.dumps({"newest": "2026-10-15T00:00:00+00:00"}))
+    )
     assert {"98", "60", "101"} <= {i.external_id for i in result.items}
     asked = [r.args.get("max_id") for r, _ in httpserver.log if r.path.endswith("/statuses")]
     assert asked == [None, "98", "60"]  # stops at the page reaching back past 2026-10-15
@@ -230,7 +270,11 @@ def test_moved_account_is_collected_with_a_warning(httpserver: HTTPServer) -> No
 @pytest.mark.parametrize(
     ("status_code", "body", "expected"),
     [
-        (401, {"error": "The access token is invalid"}, "unauthorised \\(401\\): check the token: The access token is invalid"),
+        (
+            401,
+            {"error": "The access token is invalid"},
+            "unauthorised \\(401\\): check the token: The access token is invalid",
+        ),
         (403, {"error": "This action is not allowed"}, "forbidden \\(403\\)"),
         (404, {"error": "Record not found"}, "not found \\(404\\): Record not found"),
         (410, {"error": "Gone"}, "gone \\(410\\)"),
@@ -259,7 +303,9 @@ def test_429_with_retry_after_is_retried(httpserver: HTTPServer) -> None:
 
 
 def test_429_without_retry_after_fails_after_the_retries(httpserver: HTTPServer) -> None:
-    httpserver.expect_request("/api/v1/timelines/tag/revops").respond_with_json({"error": "Too many requests"}, status=429)
+    httpserver.expect_request("/api/v1/timelines/tag/revops").respond_with_json(
+        {"error": "Too many requests"}, status=429
+    )
     with pytest.raises(FetchError, match="rate limited \\(429\\)") as info:
         collect(context(httpserver, hashtag="revops"))
     assert info.value.status == 429
@@ -274,11 +320,15 @@ def test_html_rate_limit_page_served_as_json_is_a_parse_error(httpserver: HTTPSe
         collect(context(httpserver, hashtag="revops"))
 
 
-def test_token_goes_in_the_header_and_nowhere_else(httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_token_goes_in_the_header_and_nowhere_else(
+    httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("MASTO_TOKEN", "tok-secret-123")
     httpserver.expect_request(
         "/api/v2/search", headers={"Authorization": "Bearer tok-secret-123"}
-    ).respond_with_json({"accounts": [], "statuses": [status("300", "2026-11-19T07:00:00Z", account=DANA)], "hashtags": []})
+    ).respond_with_json(
+        {"accounts": [], "statuses": [status("300", "2026-11-19T07:00:00Z", account=DANA)], "hashtags": []}
+    )
     result = collect(context(httpserver, search="pipeline forecasting", token_env="MASTO_TOKEN"))
     assert [i.external_id for i in result.items] == ["300"]
     assert "tok-secret-123" not in json.dumps(result.to_json())
@@ -286,7 +336,9 @@ def test_token_goes_in_the_header_and_nowhere_else(httpserver: HTTPServer, monke
     assert "tok-secret-123" not in request.url and request.args["q"] == "pipeline forecasting"
 
     httpserver.clear()
-    httpserver.expect_request("/api/v2/search").respond_with_json({"error": "The access token is invalid"}, status=401)
+    httpserver.expect_request("/api/v2/search").respond_with_json(
+        {"error": "The access token is invalid"}, status=401
+    )
     with pytest.raises(FetchError) as info:
         collect(context(httpserver, search="x", token_env="MASTO_TOKEN"))
     assert "tok-secret-123" not in str(info.value)
@@ -300,7 +352,9 @@ def test_missing_token_variable_and_missing_target_are_config_errors(httpserver:
 
 
 def test_token_from_an_airflow_connection(httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AIRFLOW_CONN_MASTO_TEST", json.dumps({"conn_type": "http", "password": "conn-secret"}))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_MASTO_TEST", json.dumps({"conn_type": "http", "password": "conn-secret"})
+    )
     httpserver.expect_request(
         "/api/v1/timelines/tag/revops", headers={"Authorization": "Bearer conn-secret"}
     ).respond_with_json([])
@@ -308,17 +362,26 @@ def test_token_from_an_airflow_connection(httpserver: HTTPServer, monkeypatch: p
     assert result.items == [] and result.requests == 1
 
 
-def test_reruns_never_duplicate_in_the_warehouse(httpserver: HTTPServer, engine: Engine, tmp_path: Path) -> None:
+def test_reruns_never_duplicate_in_the_warehouse(
+    httpserver: HTTPServer, engine: Engine, tmp_path: Path
+) -> None:
     serve_account(httpserver, {None: PAGE_ONE, "102": PAGE_TWO})
-    httpserver.expect_request("/api/v1/statuses/105/context").respond_with_json({"ancestors": [], "descendants": []})
-    httpserver.expect_request("/api/v1/statuses/104/context").respond_with_json({"ancestors": [], "descendants": []})
+    httpserver.expect_request("/api/v1/statuses/105/context").respond_with_json(
+        {"ancestors": [], "descendants": []}
+    )
+    httpserver.expect_request("/api/v1/statuses/104/context").respond_with_json(
+        {"ancestors": [], "descendants": []}
+    )
     source = f"{{name: masto, kind: mastodon, url: '{httpserver.url_for('/')}', account: acme}}"
-    items, ours, per_day = run_days(engine, tmp_path, source, "acme", [RUN_DATE, RUN_DATE, date(2026, 11, 21)])
+    items, ours, per_day = run_days(
+        engine, tmp_path, source, "acme", [RUN_DATE, RUN_DATE, date(2026, 11, 21)]
+    )
     assert (items, ours) == (4, 3)  # 105, 104, 500 (boosted, not ours), 101
     assert per_day == {RUN_DATE: 3 + 4 * 3, date(2026, 11, 21): 3 + 4 * 3}
 
 
 # --- every real-world Mastodon answer, served over loopback ----------------
+
 
 def _expected_statuses(data: Any) -> int:
     """Public statuses a file holds, counted independently of the collector."""
@@ -342,7 +405,9 @@ def test_every_realworld_mastodon_file_over_loopback(realworld: Path, httpserver
             httpserver.expect_request(f"/api/v1/timelines/tag/{path.stem}").respond_with_data(
                 raw, status=code, content_type="application/json"
             )
-            expected = (FetchError, data["error"]) if code != 200 else (ParseError, "expected a list of statuses")
+            expected = (
+                (FetchError, data["error"]) if code != 200 else (ParseError, "expected a list of statuses")
+            )
             with pytest.raises(expected[0], match=re.escape(expected[1])):
                 collect(context(httpserver, hashtag=path.stem))
             seen += 1

@@ -23,7 +23,12 @@ def _sources(engine: Engine, names: list[str]) -> dict[str, int]:
         for name in names:
             conn.execute(
                 insert(source).values(
-                    name=name, kind="rss", url=f"http://e.com/{name}", is_own=False, created_at=stamp, updated_at=stamp
+                    name=name,
+                    kind="rss",
+                    url=f"http://e.com/{name}",
+                    is_own=False,
+                    created_at=stamp,
+                    updated_at=stamp,
                 )
             )
         return dict(conn.execute(select(source.c.name, source.c.source_id)).all())
@@ -39,17 +44,27 @@ def test_batched_ends_are_written_together_and_a_failure_counts(engine: Engine) 
     runs = CollectionRuns(engine, DAY, flush_every=3600)
     states = runs.open(ids)
     assert set(_rows(engine).values()) == {("running", None)}
-    runs.finished(states["a"], status="success", http_status=200, items=3, observations=1, requests=1, warnings=[])
     runs.finished(
-        states["b"], status="not_modified", http_status=304, items=0, observations=0, requests=1,
-        warnings=[], cursor=('"e2"', None, None),
+        states["a"], status="success", http_status=200, items=3, observations=1, requests=1, warnings=[]
+    )
+    runs.finished(
+        states["b"],
+        status="not_modified",
+        http_status=304,
+        items=0,
+        observations=0,
+        requests=1,
+        warnings=[],
+        cursor=('"e2"', None, None),
     )
     runs.failed(states["c"], "not found (404)", 404)
     # Not written yet: a process killed now leaves them "running" (reported as not finished).
     assert set(_rows(engine).values()) == {("running", None)}
     runs.flush()
     assert _rows(engine) == {
-        ids["a"]: ("success", 200), ids["b"]: ("not_modified", 304), ids["c"]: ("failed", 404)
+        ids["a"]: ("success", 200),
+        ids["b"]: ("not_modified", 304),
+        ids["c"]: ("failed", 404),
     }
     with engine.connect() as conn:
         state = {r.name: r for r in conn.execute(select(source))}

@@ -29,13 +29,31 @@ sources:
     ("body", "expected"),
     [
         ("sources:\n  - {name: a, kind: rss}\n", r"source 'a', field 'url': is required"),
-        ("sources:\n  - {name: a, kind: gopher, url: 'http://x'}\n", r"source 'a', field 'kind': 'gopher' is not one of"),
-        ("sources:\n  - {name: a, kind: rss, url: 'ftp://x/y'}\n", r"source 'a', field 'url': 'ftp://x/y' is not an http"),
+        (
+            "sources:\n  - {name: a, kind: gopher, url: 'http://x'}\n",
+            r"source 'a', field 'kind': 'gopher' is not one of",
+        ),
+        (
+            "sources:\n  - {name: a, kind: rss, url: 'ftp://x/y'}\n",
+            r"source 'a', field 'url': 'ftp://x/y' is not an http",
+        ),
         ("sources:\n  - {name: 'bad name!', kind: rss, url: 'http://x'}\n", r"source #1, field 'name'"),
-        ("sources:\n  - {name: a, kind: rss, url: 'http://x'}\n  - {name: a, kind: rss, url: 'http://y'}\n", r"field 'name': is used by two"),
-        ("sources:\n  - {name: a, kind: rss, url: 'http://x', own: 'yes'}\n", r"field 'own': must be true or false"),
-        ("sources:\n  - {name: a, kind: rss, url: 'http://x', lookbak_days: 3}\n", r"source 'a': field 'lookbak_days' is not an option"),
-        ("sources:\n  - {name: a, kind: rss, url: 'http://x', lookback_days: 'week'}\n", r"'lookback_days' has the wrong type"),
+        (
+            "sources:\n  - {name: a, kind: rss, url: 'http://x'}\n  - {name: a, kind: rss, url: 'http://y'}\n",
+            r"field 'name': is used by two",
+        ),
+        (
+            "sources:\n  - {name: a, kind: rss, url: 'http://x', own: 'yes'}\n",
+            r"field 'own': must be true or false",
+        ),
+        (
+            "sources:\n  - {name: a, kind: rss, url: 'http://x', lookbak_days: 3}\n",
+            r"source 'a': field 'lookbak_days' is not an option",
+        ),
+        (
+            "sources:\n  - {name: a, kind: rss, url: 'http://x', lookback_days: 'week'}\n",
+            r"'lookback_days' has the wrong type",
+        ),
         ("sources: []\n", r"'sources' must be a non-empty list"),
         ("sources: [\n", r"not valid YAML"),
         ("team: [1]\nsources:\n  - {name: a, kind: rss, url: 'http://x'}\n", r"team: must be a mapping"),

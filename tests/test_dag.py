@@ -48,8 +48,12 @@ def test_dag_files_import_without_touching_network_or_database(tmp_path: Path) -
         print("SECONDS", round(time.monotonic() - started, 2))
         """
     )
-    env = {**os.environ, "ENGAGE_SOURCES": str(tmp_path / "missing.yml"), "ENGAGE_WAREHOUSE_URL": "postgresql://nobody@192.0.2.1/none",
-           "AIRFLOW_HOME": str(tmp_path / "af")}
+    env = {
+        **os.environ,
+        "ENGAGE_SOURCES": str(tmp_path / "missing.yml"),
+        "ENGAGE_WAREHOUSE_URL": "postgresql://nobody@192.0.2.1/none",
+        "AIRFLOW_HOME": str(tmp_path / "af"),
+    }
     proc = _run_python(code, env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "HEAVY []" in proc.stdout
@@ -107,8 +111,13 @@ def airflow_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     home = tmp_path_factory.mktemp("airflow-template")
     env = airflow_env(home, {})
     (home / "airflow").mkdir()
-    proc = subprocess.run([str(Path(sys.executable).with_name("airflow")), "db", "migrate"], env=env,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [str(Path(sys.executable).with_name("airflow")), "db", "migrate"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     return home
 
@@ -124,8 +133,8 @@ def test_airflow_dags_test_runs_the_day_and_isolates_a_failing_source(
     sources = tmp_path / "sources.yml"
     sources.write_text(
         f"""sources:
-  - {{name: good, kind: rss, url: "{httpserver.url_for('/good.xml')}", own: true}}
-  - {{name: bad, kind: rss, url: "{httpserver.url_for('/bad.xml')}"}}
+  - {{name: good, kind: rss, url: "{httpserver.url_for("/good.xml")}", own: true}}
+  - {{name: bad, kind: rss, url: "{httpserver.url_for("/bad.xml")}"}}
 """
     )
     home = tmp_path / "home"
@@ -144,24 +153,34 @@ def test_airflow_dags_test_runs_the_day_and_isolates_a_failing_source(
     env = airflow_env(home, extra)
     proc = subprocess.run(
         [str(Path(sys.executable).with_name("airflow")), "dags", "test", "engagement_daily", "2026-11-21"],
-        env=env, capture_output=True, text=True, timeout=300,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     log = proc.stdout + proc.stderr
     assert "sources failed: bad" in log, log[-4000:]
 
     engine = make_engine(warehouse)
     with engine.connect() as conn:
-        runs = dict(conn.execute(select(source.c.name, collection_run.c.status).join(collection_run)
-                                 .where(collection_run.c.run_date == date(2026, 11, 20))).all())
+        runs = dict(
+            conn.execute(
+                select(source.c.name, collection_run.c.status)
+                .join(collection_run)
+                .where(collection_run.c.run_date == date(2026, 11, 20))
+            ).all()
+        )
         items = conn.execute(select(content_item.c.external_id)).scalars().all()
     assert runs == {"good": "success", "bad": "failed"}
     assert len(items) == 5
 
     # In Airflow's own records: only the failing source's task instance failed.
     meta = sqlite3.connect(home / "airflow" / "airflow.db")
-    states = dict(meta.execute(
-        "select coalesce(rendered_map_index, task_id), state from task_instance where dag_id='engagement_daily'"
-    ).fetchall())
+    states = dict(
+        meta.execute(
+            "select coalesce(rendered_map_index, task_id), state from task_instance where dag_id='engagement_daily'"
+        ).fetchall()
+    )
     meta.close()
     assert states.get("good") == "success", states
     assert states.get("bad") == "failed", states

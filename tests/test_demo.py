@@ -33,7 +33,14 @@ def _counts(url: str) -> dict[str, int]:
     with engine.connect() as conn:
         counts = {
             t.name: conn.execute(select(func.count()).select_from(t)).scalar_one()
-            for t in (source, author, content_item, engagement_observation, stage_prediction, fct_source_daily)
+            for t in (
+                source,
+                author,
+                content_item,
+                engagement_observation,
+                stage_prediction,
+                fct_source_daily,
+            )
         }
     engine.dispose()
     return counts
@@ -44,7 +51,11 @@ def _demo(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env["ENGAGE_HOME"] = str(home)
     return subprocess.run(
         [str(Path(sys.executable).with_name("engage")), "demo", *args],
-        env=env, cwd=ROOT, capture_output=True, text=True, timeout=600,
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
 
 
@@ -55,7 +66,9 @@ def test_the_demo_sources_cover_every_kind() -> None:
 
 @pytest.mark.airflow
 @pytest.mark.slow
-def test_make_demo_collects_every_kind_through_airflow_and_a_rerun_keeps_the_same_rows(tmp_path: Path) -> None:
+def test_make_demo_collects_every_kind_through_airflow_and_a_rerun_keeps_the_same_rows(
+    tmp_path: Path,
+) -> None:
     home = tmp_path / "var"
     first = _demo(home)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
@@ -63,10 +76,17 @@ def test_make_demo_collects_every_kind_through_airflow_and_a_rerun_keeps_the_sam
     counts = _counts(url)
     engine = make_engine(url)
     with engine.connect() as conn:
-        runs = dict(conn.execute(select(source.c.kind, func.count()).join(collection_run)
-                                 .where(collection_run.c.status == "success").group_by(source.c.kind)).all())
-        items_per_kind = dict(conn.execute(select(source.c.kind, func.count()).join(content_item)
-                                           .group_by(source.c.kind)).all())
+        runs = dict(
+            conn.execute(
+                select(source.c.kind, func.count())
+                .join(collection_run)
+                .where(collection_run.c.status == "success")
+                .group_by(source.c.kind)
+            ).all()
+        )
+        items_per_kind = dict(
+            conn.execute(select(source.c.kind, func.count()).join(content_item).group_by(source.c.kind)).all()
+        )
     engine.dispose()
     assert set(runs) == set(KINDS)  # every kind collected successfully in the one Airflow run
     assert all(items_per_kind.get(kind, 0) > 0 for kind in KINDS if kind != "csv"), items_per_kind

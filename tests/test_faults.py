@@ -35,8 +35,14 @@ def _result(n_items: int, version: str) -> CollectResult:
         http_status=200,
         authors=[AuthorRecord(f"a{k}", handle=f"user{k}") for k in range(50)],
         items=[
-            ItemRecord(f"i{k}", "post", title=f"thread {k}", text=f"{version} text of thread {k}",
-                       author_external_id=f"a{k % 50}", thread_external_id=f"i{k}")
+            ItemRecord(
+                f"i{k}",
+                "post",
+                title=f"thread {k}",
+                text=f"{version} text of thread {k}",
+                author_external_id=f"a{k % 50}",
+                thread_external_id=f"i{k}",
+            )
             for k in range(n_items)
         ],
         observations=[ObservationRecord("item", f"i{k}", "likes", float(k % 7)) for k in range(n_items)],
@@ -46,7 +52,9 @@ def _result(n_items: int, version: str) -> CollectResult:
 def _snapshot(engine: Engine, day: date) -> tuple[int, int, list[str]]:
     with engine.connect() as conn:
         items = conn.execute(select(func.count()).select_from(content_item)).scalar_one()
-        obs = conn.execute(select(func.count()).where(engagement_observation.c.observed_date == day)).scalar_one()
+        obs = conn.execute(
+            select(func.count()).where(engagement_observation.c.observed_date == day)
+        ).scalar_one()
         texts = sorted(set(conn.execute(select(func.substr(content_item.c.body_text, 1, 2))).scalars()))
     return items, obs, texts
 
@@ -105,8 +113,19 @@ def test_a_load_killed_mid_way_leaves_the_day_as_it_was_and_a_rerun_completes(
     pipeline._write_staged(pipeline.staged_path(settings, DAY, "forum"), _result(2000, "v2"))
     url = engine.url.render_as_string(hide_password=False)
     proc = subprocess.run(
-        [sys.executable, "-c", KILL_MID_LOAD, str(settings.home), url, str(sources), "engagement_observation"],
-        capture_output=True, text=True, timeout=120, cwd=ROOT,
+        [
+            sys.executable,
+            "-c",
+            KILL_MID_LOAD,
+            str(settings.home),
+            url,
+            str(sources),
+            "engagement_observation",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
     )
     assert proc.returncode == -9 and "KILLED after" in proc.stdout, proc.stdout + proc.stderr[-2000:]
     assert int(proc.stdout.split()[2]) >= 3  # authors and items were already written in that transaction
@@ -165,8 +184,20 @@ def test_two_days_loaded_in_parallel_on_postgresql_neither_deadlock_nor_duplicat
     start_at = time.time() + 4
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", script, str(settings.home), postgres_url, str(sources), day.isoformat(), str(start_at)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+            [
+                sys.executable,
+                "-c",
+                script,
+                str(settings.home),
+                postgres_url,
+                str(sources),
+                day.isoformat(),
+                str(start_at),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
         )
         for day in days
     ]
@@ -177,11 +208,17 @@ def test_two_days_loaded_in_parallel_on_postgresql_neither_deadlock_nor_duplicat
     with engine.connect() as conn:
         items = conn.execute(select(func.count()).select_from(content_item)).scalar_one()
         distinct = conn.execute(
-            select(func.count()).select_from(select(content_item.c.source_id, content_item.c.external_id).distinct().subquery())
+            select(func.count()).select_from(
+                select(content_item.c.source_id, content_item.c.external_id).distinct().subquery()
+            )
         ).scalar_one()
-        per_day = dict(conn.execute(
-            select(engagement_observation.c.observed_date, func.count()).group_by(engagement_observation.c.observed_date)
-        ).all())
+        per_day = dict(
+            conn.execute(
+                select(engagement_observation.c.observed_date, func.count()).group_by(
+                    engagement_observation.c.observed_date
+                )
+            ).all()
+        )
         sources_rows = conn.execute(select(func.count()).select_from(source)).scalar_one()
     assert items == distinct == 3000
     assert per_day == {DAY: 3000, DAY + timedelta(days=1): 3000}
@@ -211,17 +248,25 @@ def test_a_source_answering_garbage_for_a_day_fails_alone_and_recovers(
     # The next day the feed is fine again: it is collected, and the good source's day stays.
     httpserver.clear()
     httpserver.expect_request("/good.xml").respond_with_data(feed, content_type="application/rss+xml")
-    httpserver.expect_request("/flaky.xml").respond_with_data(feed.replace(b"acme", b"flaky"), content_type="application/rss+xml")
+    httpserver.expect_request("/flaky.xml").respond_with_data(
+        feed.replace(b"acme", b"flaky"), content_type="application/rss+xml"
+    )
     summary = {s.source: s for s in pipeline.run_day(settings, config, DAY + timedelta(days=1))}
     assert summary["flaky"].status == "success" and summary["flaky"].items_collected == 5
     with engine.connect() as conn:
         runs = conn.execute(
             select(source.c.name, collection_run.c.run_date, collection_run.c.status)
-            .join(collection_run).order_by(source.c.name, collection_run.c.run_date)
+            .join(collection_run)
+            .order_by(source.c.name, collection_run.c.run_date)
         ).all()
-        items = dict(conn.execute(select(source.c.name, func.count()).join(content_item).group_by(source.c.name)).all())
+        items = dict(
+            conn.execute(select(source.c.name, func.count()).join(content_item).group_by(source.c.name)).all()
+        )
     assert [(r.name, r.status) for r in runs] == [
-        ("flaky", "failed"), ("flaky", "success"), ("good", "success"), ("good", "success")
+        ("flaky", "failed"),
+        ("flaky", "success"),
+        ("good", "success"),
+        ("good", "success"),
     ]
     assert items == {"good": 5, "flaky": 5}
 
@@ -296,11 +341,17 @@ def test_a_warehouse_briefly_unreachable_is_waited_for(tmp_path: Path, pg_engine
         through_proxy = parsed.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
         sources = tmp_path / "sources.yml"
         sources.write_text("sources:\n  - {name: forum, kind: rss, url: 'https://forum.example.com/feed'}\n")
-        settings = Settings(home=tmp_path / "home", warehouse_url=through_proxy, sources_path=sources,
-                            warehouse_wait_seconds=30)
+        settings = Settings(
+            home=tmp_path / "home",
+            warehouse_url=through_proxy,
+            sources_path=sources,
+            warehouse_wait_seconds=30,
+        )
         pipeline._write_staged(pipeline.staged_path(settings, DAY, "forum"), _result(100, "v1"))
         started = time.monotonic()
-        outcomes = pipeline.load_day(settings, load_sources(sources), DAY, engine=pipeline.open_warehouse(settings))
+        outcomes = pipeline.load_day(
+            settings, load_sources(sources), DAY, engine=pipeline.open_warehouse(settings)
+        )
         assert time.monotonic() - started >= 1.5  # it did wait for the warehouse
         assert [o.items for o in outcomes] == [100]
         assert _snapshot(engine, DAY)[0] == 100
@@ -312,8 +363,12 @@ def test_a_warehouse_that_stays_unreachable_is_a_clear_error_without_the_passwor
     proxy = LateProxy(("127.0.0.1", 5432), opens_after=None)  # never listens
     try:
         url = f"postgresql+psycopg://engage:s3cret-pw@127.0.0.1:{proxy.port}/warehouse"
-        settings = Settings(home=tmp_path / "home", warehouse_url=url, sources_path=tmp_path / "s.yml",
-                            warehouse_wait_seconds=1.5)
+        settings = Settings(
+            home=tmp_path / "home",
+            warehouse_url=url,
+            sources_path=tmp_path / "s.yml",
+            warehouse_wait_seconds=1.5,
+        )
         started = time.monotonic()
         with pytest.raises(WarehouseError) as caught:
             pipeline.open_warehouse(settings)
@@ -323,4 +378,3 @@ def test_a_warehouse_that_stays_unreachable_is_a_clear_error_without_the_passwor
         assert "s3cret-pw" not in message and f":{proxy.port}/warehouse" in message
     finally:
         proxy.close()
-

@@ -81,8 +81,12 @@ def test_declared_and_undeclared_encodings_decode(realworld: Path, name: str, ex
 
 
 def test_http_charset_header_is_used() -> None:
-    body = '<rss version="2.0"><channel><item><guid>1</guid><title>Café für Ärzte</title></item></channel></rss>'
-    result = parse_feed(body.encode("iso-8859-1"), {"Content-Type": "application/rss+xml; charset=iso-8859-1"}, url="u")
+    body = (
+        '<rss version="2.0"><channel><item><guid>1</guid><title>Café für Ärzte</title></item></channel></rss>'
+    )
+    result = parse_feed(
+        body.encode("iso-8859-1"), {"Content-Type": "application/rss+xml; charset=iso-8859-1"}, url="u"
+    )
     assert result.items[0].title == "Café für Ärzte"
 
 
@@ -108,13 +112,22 @@ def test_every_realworld_feed_is_collected_over_loopback(realworld: Path, httpse
     from engage.config import SourceConfig
 
     client = HttpClient(retries=0)
-    empty_by_design = {"feedparser_empty_document.xml", "feedparser_utf16le_bom.xml", "xxe_atom10_doctype_entity.xml",
-                       "feedparser_undefined_entity.xml", "reuters_rss20_invalid.xml"}
+    empty_by_design = {
+        "feedparser_empty_document.xml",
+        "feedparser_utf16le_bom.xml",
+        "xxe_atom10_doctype_entity.xml",
+        "feedparser_undefined_entity.xml",
+        "reuters_rss20_invalid.xml",
+    }
     for path in _feed_files(realworld):
-        httpserver.expect_request(f"/{path.name}").respond_with_data(path.read_bytes(), content_type="application/xml")
+        httpserver.expect_request(f"/{path.name}").respond_with_data(
+            path.read_bytes(), content_type="application/xml"
+        )
         src = SourceConfig(name="f", kind="rss", url=httpserver.url_for(f"/{path.name}"))
         try:
-            result = collect(CollectContext(source=src, client=client, run_date=__import__("datetime").date(2026, 11, 20)))
+            result = collect(
+                CollectContext(source=src, client=client, run_date=__import__("datetime").date(2026, 11, 20))
+            )
         except ParseError:
             assert path.name in empty_by_design, f"{path.name} could not be read"
             continue
@@ -162,7 +175,11 @@ def test_html_to_text_gives_the_same_text_as_beautifulsoup_on_every_realworld_fe
         parsed = feedparser.parse(path.read_bytes(), sanitize_html=False, resolve_relative_uris=False)
         for entry in parsed.entries:
             content = entry.get("content")
-            for html in (entry.get("title"), content[0].get("value") if content else None, entry.get("summary")):
+            for html in (
+                entry.get("title"),
+                content[0].get("value") if content else None,
+                entry.get("summary"),
+            ):
                 if not html or "<" not in html:
                     continue
                 soup = BeautifulSoup(html, "lxml")

@@ -13,7 +13,12 @@ from engage.errors import FetchError, ParseError, ResponseTooLarge
 
 
 def fast_client(**kw: object) -> HttpClient:
-    defaults: dict[str, object] = {"retries": 2, "backoff_factor": 0.0, "read_timeout": 2.0, "max_retry_after": 1.0}
+    defaults: dict[str, object] = {
+        "retries": 2,
+        "backoff_factor": 0.0,
+        "read_timeout": 2.0,
+        "max_retry_after": 1.0,
+    }
     defaults.update(kw)
     return HttpClient(**defaults)  # type: ignore[arg-type]
 
@@ -38,7 +43,9 @@ def test_conditional_get_sends_validators_and_accepts_304(httpserver: HTTPServer
     assert resp.not_modified
 
 
-@pytest.mark.parametrize(("status", "words"), [(404, "not found"), (410, "gone"), (401, "unauthorised"), (403, "forbidden")])
+@pytest.mark.parametrize(
+    ("status", "words"), [(404, "not found"), (410, "gone"), (401, "unauthorised"), (403, "forbidden")]
+)
 def test_client_errors_fail_at_once_with_the_status(httpserver: HTTPServer, status: int, words: str) -> None:
     httpserver.expect_request("/x").respond_with_data("no", status=status)
     with pytest.raises(FetchError, match=words) as info:
@@ -150,7 +157,9 @@ def test_clients_of_a_run_share_one_session_and_its_connections(httpserver: HTTP
         assert len(adapter.poolmanager.pools) == 1  # one pool for the host, reused
 
 
-def test_proxies_from_the_environment_are_still_used(httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_proxies_from_the_environment_are_still_used(
+    httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The session reads the environment once per host, but reads it: a proxy in HTTP_PROXY is used."""
     monkeypatch.setenv("HTTP_PROXY", httpserver.url_for("/").rstrip("/"))
     monkeypatch.delenv("NO_PROXY", raising=False)

@@ -45,7 +45,8 @@ def test_override_to_nobody_and_back(home: Path) -> None:
     def method() -> str | None:
         with engine.connect() as conn:
             return conn.execute(
-                select(author_match.c.method).join(author, author.c.author_id == author_match.c.author_id)
+                select(author_match.c.method)
+                .join(author, author.c.author_id == author_match.c.author_id)
                 .where(author.c.external_id == "ann")
             ).scalar()
 
@@ -58,7 +59,9 @@ def test_override_to_nobody_and_back(home: Path) -> None:
 
 def test_referral_import_errors_name_the_row(home: Path) -> None:
     path = home / "refs.csv"
-    path.write_text("Date,Referrer,Landing page,Sessions\n2026-11-20,https://x.example/a,/pricing,3\n2026-13-45,,/x,1\n")
+    path.write_text(
+        "Date,Referrer,Landing page,Sessions\n2026-11-20,https://x.example/a,/pricing,3\n2026-13-45,,/x,1\n"
+    )
     result = CliRunner().invoke(main, ["referrals", "import", str(path), "--site", "https://acme.example"])
     assert result.exit_code == 2 and "refs.csv:3" in result.output
     engine = make_engine(f"sqlite:///{home / 'home' / 'warehouse.db'}")
@@ -67,7 +70,13 @@ def test_referral_import_errors_name_the_row(home: Path) -> None:
 
 
 def test_url_normalisation_and_utm_split() -> None:
-    assert normalise_url("HTTP://WWW.Acme.com/Blog/?b=2&a=1&utm_source=x#top") == "https://acme.com/Blog?a=1&b=2"
-    parsed = parse_referral("https://news.ycombinator.com/item?id=1", "/pricing?utm_source=hn&utm_medium=social", base="https://acme.com")
+    assert (
+        normalise_url("HTTP://WWW.Acme.com/Blog/?b=2&a=1&utm_source=x#top") == "https://acme.com/Blog?a=1&b=2"
+    )
+    parsed = parse_referral(
+        "https://news.ycombinator.com/item?id=1",
+        "/pricing?utm_source=hn&utm_medium=social",
+        base="https://acme.com",
+    )
     assert parsed.landing_url == "https://acme.com/pricing" and parsed.utm["utm_source"] == "hn"
     assert parsed.referrer_host == "news.ycombinator.com"

@@ -28,8 +28,8 @@ def _setup(httpserver: HTTPServer, write_sources, settings_for, warehouse_url: s
         f"""
 team: {{domains: [vendor.example]}}
 sources:
-  - {{name: vendor, kind: rss, url: "{httpserver.url_for('/vendor.xml')}", own: true}}
-  - {{name: broken, kind: rss, url: "{httpserver.url_for('/missing.xml')}"}}
+  - {{name: vendor, kind: rss, url: "{httpserver.url_for("/vendor.xml")}", own: true}}
+  - {{name: broken, kind: rss, url: "{httpserver.url_for("/missing.xml")}"}}
 {extra}"""
     )
     return settings_for(warehouse_url, sources=path), load_sources(path)
@@ -45,9 +45,15 @@ def _counts(engine: Engine) -> tuple[int, int, int]:
 
 
 def test_run_day_loads_records_a_failure_and_reruns_idempotently(
-    engine: Engine, warehouse_url: str, httpserver: HTTPServer, write_sources, settings_for  # type: ignore[no-untyped-def]
+    engine: Engine,
+    warehouse_url: str,
+    httpserver: HTTPServer,
+    write_sources,
+    settings_for,  # type: ignore[no-untyped-def]
 ) -> None:
-    httpserver.expect_request("/vendor.xml").respond_with_data(FEED.replace("{c1}", "5"), content_type="application/rss+xml")
+    httpserver.expect_request("/vendor.xml").respond_with_data(
+        FEED.replace("{c1}", "5"), content_type="application/rss+xml"
+    )
     httpserver.expect_request("/missing.xml").respond_with_data("gone", status=404)
     settings, config = _setup(httpserver, write_sources, settings_for, warehouse_url)
 
@@ -58,16 +64,23 @@ def test_run_day_loads_records_a_failure_and_reruns_idempotently(
     assert [s.source for s in pipeline.failed_sources(summary)] == ["broken"]
     assert _counts(engine) == (2, 2, 2)
     with engine.connect() as conn:
-        assert conn.execute(select(func.bool_and(content_item.c.is_ours)) if engine.dialect.name == "postgresql"
-                            else select(func.min(content_item.c.is_ours))).scalar_one()
+        assert conn.execute(
+            select(func.bool_and(content_item.c.is_ours))
+            if engine.dialect.name == "postgresql"
+            else select(func.min(content_item.c.is_ours))
+        ).scalar_one()
         failures, last_error, next_attempt = conn.execute(
-            select(source.c.consecutive_failures, source.c.last_error, source.c.next_attempt_at).where(source.c.name == "broken")
+            select(source.c.consecutive_failures, source.c.last_error, source.c.next_attempt_at).where(
+                source.c.name == "broken"
+            )
         ).one()
     assert failures == 1 and "not found" in last_error and next_attempt is not None
 
     # The same day again, with a changed comment count: replaced, not appended.
     httpserver.clear()
-    httpserver.expect_request("/vendor.xml").respond_with_data(FEED.replace("{c1}", "9"), content_type="application/rss+xml")
+    httpserver.expect_request("/vendor.xml").respond_with_data(
+        FEED.replace("{c1}", "9"), content_type="application/rss+xml"
+    )
     httpserver.expect_request("/missing.xml").respond_with_data("gone", status=404)
     pipeline.run_day(settings, config, DAY)
     assert _counts(engine) == (2, 2, 2)
@@ -81,13 +94,19 @@ def test_run_day_loads_records_a_failure_and_reruns_idempotently(
 
 
 def test_conditional_get_state_is_stored_and_used(
-    engine: Engine, warehouse_url: str, httpserver: HTTPServer, write_sources, settings_for  # type: ignore[no-untyped-def]
+    engine: Engine,
+    warehouse_url: str,
+    httpserver: HTTPServer,
+    write_sources,
+    settings_for,  # type: ignore[no-untyped-def]
 ) -> None:
     body = FEED.replace("{c1}", "1")
     httpserver.expect_ordered_request("/vendor.xml").respond_with_data(
         body, headers={"ETag": '"e1"', "Last-Modified": "Fri, 20 Nov 2026 00:00:00 GMT"}
     )
-    httpserver.expect_ordered_request("/vendor.xml", headers={"If-None-Match": '"e1"'}).respond_with_data("", status=304)
+    httpserver.expect_ordered_request("/vendor.xml", headers={"If-None-Match": '"e1"'}).respond_with_data(
+        "", status=304
+    )
     httpserver.expect_ordered_request("/vendor.xml", headers={"If-None-Match": '"e1"'}).respond_with_data(
         body, headers={"ETag": '"e2"'}
     )
@@ -96,7 +115,9 @@ def test_conditional_get_state_is_stored_and_used(
 
     def state() -> tuple[str | None, str | None]:
         with engine.connect() as conn:
-            return conn.execute(select(source.c.etag, source.c.last_modified).where(source.c.name == "vendor")).one()
+            return conn.execute(
+                select(source.c.etag, source.c.last_modified).where(source.c.name == "vendor")
+            ).one()
 
     assert pipeline.run_day(settings, config, DAY)[0].status == "success"
     assert state() == ('"e1"', "Fri, 20 Nov 2026 00:00:00 GMT")
@@ -118,10 +139,16 @@ def test_conditional_get_state_is_stored_and_used(
 
 
 def test_failed_load_does_not_store_the_new_etag(
-    sqlite_engine: Engine, tmp_path, httpserver: HTTPServer, write_sources, settings_for  # type: ignore[no-untyped-def]
+    sqlite_engine: Engine,
+    tmp_path,
+    httpserver: HTTPServer,
+    write_sources,
+    settings_for,  # type: ignore[no-untyped-def]
 ) -> None:
     """Validators are written with the items: if the load never happens, the next run refetches."""
-    httpserver.expect_request("/vendor.xml").respond_with_data(FEED.replace("{c1}", "1"), headers={"ETag": '"e1"'})
+    httpserver.expect_request("/vendor.xml").respond_with_data(
+        FEED.replace("{c1}", "1"), headers={"ETag": '"e1"'}
+    )
     settings, config = _setup(httpserver, write_sources, settings_for, str(sqlite_engine.url))
     pipeline.collect_source(settings, config, "vendor", DAY, engine=sqlite_engine)
     with sqlite_engine.connect() as conn:

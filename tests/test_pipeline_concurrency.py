@@ -49,7 +49,9 @@ def test_run_by_host_keeps_free_workers_for_other_hosts() -> None:
         return f"{host}{number}"
 
     jobs = [("slow", i) for i in range(4)] + [("fast", i) for i in range(3)]
-    results = run_by_host(jobs, work, host=lambda j: j[0], slots={"slow": 1, "fast": 2}.__getitem__, max_workers=2)
+    results = run_by_host(
+        jobs, work, host=lambda j: j[0], slots={"slow": 1, "fast": 2}.__getitem__, max_workers=2
+    )
     assert results == [f"{h}{n}" for h, n in jobs]  # in the order of the jobs
     assert most == {"slow": 1, "fast": 1}  # one worker stays with the slow host's single slot
     assert finished.index("fast2") < finished.index("slow0")
@@ -82,7 +84,10 @@ def _feed_handler(delay: float) -> Callable[[Request], Response]:
 
 
 def test_slow_host_does_not_delay_a_fast_host(
-    sqlite_engine: Engine, loopback_server, write_sources, settings_for  # type: ignore[no-untyped-def]
+    sqlite_engine: Engine,
+    loopback_server,
+    write_sources,
+    settings_for,  # type: ignore[no-untyped-def]
 ) -> None:
     slow, fast = loopback_server("127.0.0.1"), loopback_server("127.0.0.2")
     for server, delay in ((slow, 0.8), (fast, 0.0)):
@@ -112,14 +117,20 @@ def test_slow_host_does_not_delay_a_fast_host(
 
 
 def test_a_source_that_failed_yesterday_is_retried_today(
-    engine: Engine, warehouse_url: str, httpserver: HTTPServer, write_sources, settings_for  # type: ignore[no-untyped-def]
+    engine: Engine,
+    warehouse_url: str,
+    httpserver: HTTPServer,
+    write_sources,
+    settings_for,  # type: ignore[no-untyped-def]
 ) -> None:
-    httpserver.expect_request("/ok.xml").respond_with_data(FEED.format(name="ok"), content_type="application/rss+xml")
+    httpserver.expect_request("/ok.xml").respond_with_data(
+        FEED.format(name="ok"), content_type="application/rss+xml"
+    )
     httpserver.expect_oneshot_request("/flaky.xml").respond_with_data("maintenance", status=404)
     path = write_sources(
         f"""sources:
-  - {{name: ok, kind: rss, url: "{httpserver.url_for('/ok.xml')}"}}
-  - {{name: flaky, kind: rss, url: "{httpserver.url_for('/flaky.xml')}"}}
+  - {{name: ok, kind: rss, url: "{httpserver.url_for("/ok.xml")}"}}
+  - {{name: flaky, kind: rss, url: "{httpserver.url_for("/flaky.xml")}"}}
 """
     )
     settings = settings_for(warehouse_url, sources=path)
@@ -153,18 +164,25 @@ def test_a_source_that_failed_yesterday_is_retried_today(
             .where(source.c.name == "flaky")
             .order_by(collection_run.c.run_id)
         ).all()
-        items = conn.execute(
-            select(content_item.c.external_id)
-            .join(source, source.c.source_id == content_item.c.source_id)
-            .where(source.c.name == "flaky")
-        ).scalars().all()
+        items = (
+            conn.execute(
+                select(content_item.c.external_id)
+                .join(source, source.c.source_id == content_item.c.source_id)
+                .where(source.c.name == "flaky")
+            )
+            .scalars()
+            .all()
+        )
     assert tuple(state) == (0, None, None)
     assert [(r.run_date, r.status) for r in runs] == [(DAY, "failed"), (date(2026, 11, 21), "success")]
     assert items == ["flaky-1"]
 
 
 def test_collect_all_with_parser_processes_loads_everything_and_asks_robots_once_per_host(
-    engine: Engine, loopback_server, write_sources, settings_for  # type: ignore[no-untyped-def]
+    engine: Engine,
+    loopback_server,
+    write_sources,
+    settings_for,  # type: ignore[no-untyped-def]
 ) -> None:
     servers = [loopback_server(f"127.0.0.{n}") for n in (1, 2, 3)]
     lines = []

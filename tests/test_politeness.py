@@ -41,7 +41,11 @@ def client_with(policy_source: SourceConfig, politeness: Politeness) -> HttpClie
 
 
 def test_robots_disallow_is_honoured_fetched_once_per_host_and_recorded(
-    engine: Engine, warehouse_url: str, httpserver: HTTPServer, write_sources, settings_for  # type: ignore[no-untyped-def]
+    engine: Engine,
+    warehouse_url: str,
+    httpserver: HTTPServer,
+    write_sources,
+    settings_for,  # type: ignore[no-untyped-def]
 ) -> None:
     httpserver.expect_request("/robots.txt").respond_with_data(
         "User-agent: *\nDisallow: /private/\n", content_type="text/plain"
@@ -55,8 +59,8 @@ def test_robots_disallow_is_honoured_fetched_once_per_host_and_recorded(
 hosts:
   "{httpserver.host}": {{robots: true}}
 sources:
-  - {{name: public, kind: rss, url: "{httpserver.url_for('/public/feed.xml')}"}}
-  - {{name: private, kind: rss, url: "{httpserver.url_for('/private/feed.xml')}"}}
+  - {{name: public, kind: rss, url: "{httpserver.url_for("/public/feed.xml")}"}}
+  - {{name: private, kind: rss, url: "{httpserver.url_for("/private/feed.xml")}"}}
 """
     )
     settings = settings_for(warehouse_url, sources=path)
@@ -78,7 +82,9 @@ sources:
 
 
 def test_robots_applies_to_page_crawling_kinds_by_default_and_per_host_config() -> None:
-    politeness = Politeness({"api.example.com": HostConfig(robots=False), "feeds.example.com": HostConfig(robots=True)})
+    politeness = Politeness(
+        {"api.example.com": HostConfig(robots=False), "feeds.example.com": HostConfig(robots=True)}
+    )
     forum = SourceConfig(name="f", kind="html_forum", url="https://forum.example.com/")
     feed = SourceConfig(name="r", kind="rss", url="https://blog.example.com/feed")
     assert politeness.for_source(forum).robots_by_kind is True
@@ -126,7 +132,10 @@ def _sources(server: HTTPServer, count: int, extra: str = "") -> str:
 
 
 def test_per_host_rate_limit_counted_per_window_on_the_server(
-    sqlite_engine: Engine, threaded_server: HTTPServer, write_sources, settings_for  # type: ignore[no-untyped-def]
+    sqlite_engine: Engine,
+    threaded_server: HTTPServer,
+    write_sources,
+    settings_for,  # type: ignore[no-untyped-def]
 ) -> None:
     arrivals: list[float] = []
 
@@ -140,7 +149,7 @@ def test_per_host_rate_limit_counted_per_window_on_the_server(
     # The limit comes from the hosts mapping and from a source option: the lowest wins.
     path = write_sources(
         'hosts: {"127.0.0.1": {requests_per_second: 10, max_concurrency: 8}}\n'
-        + _sources(threaded_server, 8).replace("s0.xml\"}", "s0.xml\", requests_per_second: 4}")
+        + _sources(threaded_server, 8).replace('s0.xml"}', 's0.xml", requests_per_second: 4}')
     )
     config = load_sources(path)
     settings = settings_for(str(sqlite_engine.url), sources=path)
@@ -174,7 +183,10 @@ class ConcurrencyCounter:
 
 
 def test_per_host_concurrency_limit_seen_by_the_server(
-    sqlite_engine: Engine, threaded_server: HTTPServer, write_sources, settings_for  # type: ignore[no-untyped-def]
+    sqlite_engine: Engine,
+    threaded_server: HTTPServer,
+    write_sources,
+    settings_for,  # type: ignore[no-untyped-def]
 ) -> None:
     handler = ConcurrencyCounter(0.2)
     for i in range(6):
@@ -222,8 +234,14 @@ def test_crawl_delay_from_robots_spaces_requests(threaded_server: HTTPServer) ->
 @pytest.mark.parametrize(
     ("text", "words"),
     [
-        ('hosts: {"a.example": {requests_per_second: 0}}', "hosts.a.example, field 'requests_per_second': 0 is not a positive"),
-        ('hosts: {"a.example": {max_concurrency: 2, speed: 1}}', "field 'speed': unknown; the fields are requests_per_second"),
+        (
+            'hosts: {"a.example": {requests_per_second: 0}}',
+            "hosts.a.example, field 'requests_per_second': 0 is not a positive",
+        ),
+        (
+            'hosts: {"a.example": {max_concurrency: 2, speed: 1}}',
+            "field 'speed': unknown; the fields are requests_per_second",
+        ),
         ('hosts: {"a.example": {robots: "yes"}}', "field 'robots': must be true or false"),
         ("hosts: [a]", "hosts: must be a mapping"),
     ],
@@ -236,8 +254,12 @@ def test_bad_host_limits_name_the_file_and_host(write_sources, text: str, words:
 
 
 def test_bad_source_limit_names_the_source(write_sources) -> None:  # type: ignore[no-untyped-def]
-    path = write_sources('sources:\n  - {name: a, kind: rss, url: "http://a.example/f", max_concurrency: -1}\n')
-    with pytest.raises(ConfigError, match=r"source 'a', field 'max_concurrency': -1 is not a positive number"):
+    path = write_sources(
+        'sources:\n  - {name: a, kind: rss, url: "http://a.example/f", max_concurrency: -1}\n'
+    )
+    with pytest.raises(
+        ConfigError, match=r"source 'a', field 'max_concurrency': -1 is not a positive number"
+    ):
         load_sources(path)
 
 
@@ -277,7 +299,9 @@ def test_robots_cache_spares_a_fetch_revalidates_when_old_and_covers_an_outage(
     assert entry is not None and entry.etag == '"r1"'
     cache.put(type(entry)(**{**entry.__dict__, "fetched_at": datetime.now(UTC) - timedelta(hours=25)}))
     httpserver.clear()
-    httpserver.expect_request("/robots.txt", headers={"If-None-Match": '"r1"'}).respond_with_data("", status=304)
+    httpserver.expect_request("/robots.txt", headers={"If-None-Match": '"r1"'}).respond_with_data(
+        "", status=304
+    )
     httpserver.expect_request("/page").respond_with_data("<html></html>")
     assert run().robots_fetched == 1
     assert robots_requests()[0].headers["If-None-Match"] == '"r1"'

@@ -30,7 +30,9 @@ from transforms.facts import build_facts_for_date
 
 
 def _settings(engine: Engine, tmp_path: Path) -> Settings:
-    return Settings(home=tmp_path / "home", warehouse_url=str(engine.url), sources_path=tmp_path / "sources.yml")
+    return Settings(
+        home=tmp_path / "home", warehouse_url=str(engine.url), sources_path=tmp_path / "sources.yml"
+    )
 
 
 def _everything(engine: Engine) -> str:
@@ -44,9 +46,17 @@ def _everything(engine: Engine) -> str:
 
 def _land(settings: Settings, source_name: str, body: bytes) -> Path:
     landing = RawLanding(settings.raw_dir, DAY, source_name)
-    landing(HttpResponse(url="https://community.example.com/t/1.json", status=200,
-                         headers=CaseInsensitiveDict({"Content-Type": "application/json"}), body=body,
-                         fetched_at=T, elapsed=0.1, attempts=1))
+    landing(
+        HttpResponse(
+            url="https://community.example.com/t/1.json",
+            status=200,
+            headers=CaseInsensitiveDict({"Content-Type": "application/json"}),
+            body=body,
+            fetched_at=T,
+            elapsed=0.1,
+            attempts=1,
+        )
+    )
     return landing.folder
 
 
@@ -65,12 +75,24 @@ def known(engine: Engine, tmp_path: Path) -> tuple[Engine, Settings]:
     settings = _settings(engine, tmp_path)
     _land(settings, "forum", b'{"post_stream": {"posts": [{"username": "ann", "email": "Ann@Globex.com"}]}}')
     _land(settings, "forum", b'{"post_stream": {"posts": [{"username": "someone_else"}]}}')
-    _stage(settings, "forum", CollectResult(
-        authors=[AuthorRecord("ann", email="ann@globex.com", display_name="Ann Lee"), AuthorRecord("carol")],
-        items=[ItemRecord("t9", "reply", text="hello", author_external_id="ann"),
-               ItemRecord("t10", "reply", text="other", author_external_id="carol")],
-        observations=[ObservationRecord("item", "t9", "likes", 2), ObservationRecord("item", "t10", "likes", 1)],
-    ))
+    _stage(
+        settings,
+        "forum",
+        CollectResult(
+            authors=[
+                AuthorRecord("ann", email="ann@globex.com", display_name="Ann Lee"),
+                AuthorRecord("carol"),
+            ],
+            items=[
+                ItemRecord("t9", "reply", text="hello", author_external_id="ann"),
+                ItemRecord("t10", "reply", text="other", author_external_id="carol"),
+            ],
+            observations=[
+                ObservationRecord("item", "t9", "likes", 2),
+                ObservationRecord("item", "t10", "likes", 1),
+            ],
+        ),
+    )
     return engine, settings
 
 
@@ -91,7 +113,10 @@ def test_forget_by_email_removes_the_person_from_every_table_and_file(known: tup
     assert report.removed["engagement_observation"] == 1  # the likes of t1
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(content_item)).scalar_one() == items_before - 1
-        assert conn.execute(select(func.count()).select_from(stage_prediction)).scalar_one() == predictions_before - 1
+        assert (
+            conn.execute(select(func.count()).select_from(stage_prediction)).scalar_one()
+            == predictions_before - 1
+        )
         # Other people stay, with their content and the referral to our blog post.
         assert conn.execute(select(func.count()).where(author.c.display_name == "Bob Ray")).scalar_one() == 1
         assert conn.execute(select(func.count()).where(prospect.c.crm_id == "c-bob")).scalar_one() == 1
@@ -172,17 +197,34 @@ def test_people_never_matched_are_anonymised_after_the_retention(engine: Engine,
         conn.execute(author.update().where(author.c.author_id == zed).values(last_seen_at=long_ago))
         _item(conn, forum, "z1", zed, long_ago)
         recent = _author(conn, forum, "yan", display_name="Yan Recent")
-        conn.execute(insert(engagement_observation).values(
-            source_id=forum, subject_type="item", subject_external_id="z1", metric="likes", value=3,
-            observed_at=long_ago, observed_date=long_ago.date()))
+        conn.execute(
+            insert(engagement_observation).values(
+                source_id=forum,
+                subject_type="item",
+                subject_external_id="z1",
+                metric="likes",
+                value=3,
+                observed_at=long_ago,
+                observed_date=long_ago.date(),
+            )
+        )
     assert anonymise_unmatched(engine, date(2026, 11, 21), 365) == 1
     assert anonymise_unmatched(engine, date(2026, 11, 21), 365) == 0  # already done
     with engine.connect() as conn:
         row = conn.execute(select(author).where(author.c.author_id == zed)).one()
         kept = conn.execute(select(author.c.display_name).where(author.c.author_id == recent)).scalar_one()
-        item_author = conn.execute(select(content_item.c.author_id).where(content_item.c.external_id == "z1")).scalar_one()
-        matched = conn.execute(select(author.c.display_name).where(author.c.display_name.in_(["Ann Lee", "Bob Ray"]))).all()
-    assert row.external_id.startswith("anon:") and row.handle is None and row.display_name is None and row.bio is None
+        item_author = conn.execute(
+            select(content_item.c.author_id).where(content_item.c.external_id == "z1")
+        ).scalar_one()
+        matched = conn.execute(
+            select(author.c.display_name).where(author.c.display_name.in_(["Ann Lee", "Bob Ray"]))
+        ).all()
+    assert (
+        row.external_id.startswith("anon:")
+        and row.handle is None
+        and row.display_name is None
+        and row.bio is None
+    )
     assert item_author == zed  # the post stays, for the KPIs, without saying who wrote it
     assert kept == "Yan Recent" and len(matched) == 2  # recent and matched people are untouched
     assert "zed" not in _everything(engine)

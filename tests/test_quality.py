@@ -33,9 +33,16 @@ def _setup(engine: Engine, tmp_path: Path) -> tuple[Settings, object]:
     )
     with engine.begin() as conn:
         for source_id in ids.values():
-            conn.execute(insert(collection_run).values(
-                source_id=source_id, run_date=DAY, started_at=T + timedelta(hours=1),
-                finished_at=T + timedelta(hours=1, minutes=1), status="success", items=3))
+            conn.execute(
+                insert(collection_run).values(
+                    source_id=source_id,
+                    run_date=DAY,
+                    started_at=T + timedelta(hours=1),
+                    finished_at=T + timedelta(hours=1, minutes=1),
+                    status="success",
+                    items=3,
+                )
+            )
     settings = Settings(home=tmp_path / "home", warehouse_url=str(engine.url), sources_path=sources)
     return settings, load_sources(sources)
 
@@ -56,18 +63,30 @@ def test_a_good_day_passes_and_rerunning_replaces_its_results(engine: Engine, tm
 def test_a_label_outside_the_domain_and_a_negative_count_fail_the_run(engine: Engine, tmp_path: Path) -> None:
     settings, config = _setup(engine, tmp_path)
     with engine.begin() as conn:
-        conn.execute(update(stage_prediction).where(stage_prediction.c.label == "decision").values(label="purchase"))
+        conn.execute(
+            update(stage_prediction).where(stage_prediction.c.label == "decision").values(label="purchase")
+        )
         forum = conn.execute(select(source.c.source_id).where(source.c.name == "forum")).scalar_one()
-        conn.execute(insert(engagement_observation).values(
-            source_id=forum, subject_type="item", subject_external_id="r1", metric="likes", value=-3,
-            observed_at=T + timedelta(hours=20), observed_date=DAY))
+        conn.execute(
+            insert(engagement_observation).values(
+                source_id=forum,
+                subject_type="item",
+                subject_external_id="r1",
+                metric="likes",
+                value=-3,
+                observed_at=T + timedelta(hours=20),
+                observed_date=DAY,
+            )
+        )
     with pytest.raises(DataQualityError) as caught:
         quality_step(settings, config, DAY, engine=engine)
     message = str(caught.value)
     assert "stage_prediction.label" in message and "1 predictions have a label outside" in message
     assert "engagement_observation.value" in message and "negative" in message
     with engine.connect() as conn:  # the findings are stored even though the step failed
-        failed = set(conn.execute(select(quality_check.c.subject).where(quality_check.c.passed.is_(False))).scalars())
+        failed = set(
+            conn.execute(select(quality_check.c.subject).where(quality_check.c.passed.is_(False))).scalars()
+        )
     assert failed == {"stage_prediction.label", "engagement_observation.value"}
 
 
@@ -76,15 +95,29 @@ def test_a_stale_source_and_a_drop_in_rows_are_warnings_not_failures(engine: Eng
     with engine.begin() as conn:
         ids = dict(conn.execute(select(source.c.name, source.c.source_id)).all())
         # mastodon last succeeded at the start of the day five days before (six days before the end of DAY)
-        conn.execute(update(collection_run).where(collection_run.c.source_id == ids["mastodon"]).values(
-            run_date=DAY - timedelta(days=5), finished_at=T - timedelta(days=5)))
+        conn.execute(
+            update(collection_run)
+            .where(collection_run.c.source_id == ids["mastodon"])
+            .values(run_date=DAY - timedelta(days=5), finished_at=T - timedelta(days=5))
+        )
         # forum had 20 observations a day for a week; today only 1
         for back in range(1, 8):
             day = DAY - timedelta(days=back)
-            conn.execute(insert(engagement_observation), [
-                {"source_id": ids["forum"], "subject_type": "item", "subject_external_id": f"old{n}",
-                 "metric": "likes", "value": 1, "observed_at": datetime.combine(day, datetime.min.time(), tzinfo=UTC),
-                 "observed_date": day} for n in range(20)])
+            conn.execute(
+                insert(engagement_observation),
+                [
+                    {
+                        "source_id": ids["forum"],
+                        "subject_type": "item",
+                        "subject_external_id": f"old{n}",
+                        "metric": "likes",
+                        "value": 1,
+                        "observed_at": datetime.combine(day, datetime.min.time(), tzinfo=UTC),
+                        "observed_date": day,
+                    }
+                    for n in range(20)
+                ],
+            )
     report = quality_step(settings, config, DAY, engine=engine)  # does not raise
     warnings = {(r.check_name, r.subject): r for r in report.warnings}
     assert set(warnings) == {("freshness", "mastodon"), ("row_count", "forum")}

@@ -72,9 +72,16 @@ def _rows(engine: Engine) -> dict[str, list[tuple[object, ...]]]:
             "items": sorted(
                 conn.execute(
                     select(
-                        content_item.c.external_id, content_item.c.kind, content_item.c.title, content_item.c.body_text,
-                        content_item.c.url, content_item.c.published_at, content_item.c.thread_external_id,
-                        content_item.c.collected_date, content_item.c.content_hash, content_item.c.is_ours,
+                        content_item.c.external_id,
+                        content_item.c.kind,
+                        content_item.c.title,
+                        content_item.c.body_text,
+                        content_item.c.url,
+                        content_item.c.published_at,
+                        content_item.c.thread_external_id,
+                        content_item.c.collected_date,
+                        content_item.c.content_hash,
+                        content_item.c.is_ours,
                         author.c.external_id,
                     ).join(author, author.c.author_id == content_item.c.author_id, isouter=True)
                 ).all()
@@ -82,8 +89,10 @@ def _rows(engine: Engine) -> dict[str, list[tuple[object, ...]]]:
             "observations": sorted(
                 conn.execute(
                     select(
-                        engagement_observation.c.subject_external_id, engagement_observation.c.metric,
-                        engagement_observation.c.value, engagement_observation.c.observed_date,
+                        engagement_observation.c.subject_external_id,
+                        engagement_observation.c.metric,
+                        engagement_observation.c.value,
+                        engagement_observation.c.observed_date,
                     )
                 ).all()
             ),
@@ -92,7 +101,12 @@ def _rows(engine: Engine) -> dict[str, list[tuple[object, ...]]]:
 
 
 def test_reparse_reproduces_the_rows_without_any_request(
-    engine: Engine, warehouse_url: str, httpserver: HTTPServer, write_sources, settings_for, monkeypatch  # type: ignore[no-untyped-def]
+    engine: Engine,
+    warehouse_url: str,
+    httpserver: HTTPServer,
+    write_sources,
+    settings_for,
+    monkeypatch,  # type: ignore[no-untyped-def]
 ) -> None:
     httpserver.expect_request("/vendor.xml").respond_with_data(
         FEED, content_type="application/rss+xml", headers={"ETag": '"v1"'}
@@ -101,8 +115,8 @@ def test_reparse_reproduces_the_rows_without_any_request(
     path = write_sources(
         f"""team: {{domains: [vendor.example]}}
 sources:
-  - {{name: vendor, kind: rss, url: "{httpserver.url_for('/vendor.xml')}", own: true}}
-  - {{name: broken, kind: rss, url: "{httpserver.url_for('/missing.xml')}"}}
+  - {{name: vendor, kind: rss, url: "{httpserver.url_for("/vendor.xml")}", own: true}}
+  - {{name: broken, kind: rss, url: "{httpserver.url_for("/missing.xml")}"}}
 """
     )
     settings = settings_for(warehouse_url, sources=path)
@@ -110,13 +124,17 @@ sources:
     pipeline.run_day(settings, config, DAY)
     # A rerun of the day gets a 304 (the ETag is stored now); the re-parse must still use the full answer.
     httpserver.clear()
-    httpserver.expect_request("/vendor.xml", headers={"If-None-Match": '"v1"'}).respond_with_data("", status=304)
+    httpserver.expect_request("/vendor.xml", headers={"If-None-Match": '"v1"'}).respond_with_data(
+        "", status=304
+    )
     httpserver.expect_request("/missing.xml").respond_with_data("no", status=404)
     assert {s.source: s.status for s in pipeline.run_day(settings, config, DAY)}["vendor"] == "not_modified"
     before = _rows(engine)
     assert len(before["items"]) == 2 and len(before["observations"]) == 2
     with engine.connect() as conn:
-        cursor_before = conn.execute(select(source.c.etag, source.c.consecutive_failures).order_by(source.c.name)).all()
+        cursor_before = conn.execute(
+            select(source.c.etag, source.c.consecutive_failures).order_by(source.c.name)
+        ).all()
     with engine.begin() as conn:
         for table in (engagement_observation, content_item, author):
             conn.execute(delete(table))
@@ -132,7 +150,10 @@ sources:
     assert len(httpserver.log) == requests_so_far  # not one request
     assert _rows(engine) == before
     with engine.connect() as conn:  # the cursors and failure counts are the collection's, untouched
-        assert conn.execute(select(source.c.etag, source.c.consecutive_failures).order_by(source.c.name)).all() == cursor_before
+        assert (
+            conn.execute(select(source.c.etag, source.c.consecutive_failures).order_by(source.c.name)).all()
+            == cursor_before
+        )
 
     # Every source with raw data that day: the landed 404 fails again, clearly, and the exit code says so.
     result = CliRunner().invoke(main, ["reparse", "--date", "2026-11-20"])
@@ -141,7 +162,9 @@ sources:
     assert len(httpserver.log) == requests_so_far
 
 
-def test_reparse_of_a_day_without_raw_data_names_the_folder(tmp_path: Path, write_sources, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_reparse_of_a_day_without_raw_data_names_the_folder(
+    tmp_path: Path, write_sources, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
     path = write_sources('sources:\n  - {name: a, kind: rss, url: "http://a.example/f"}\n')
     monkeypatch.setenv("ENGAGE_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("ENGAGE_SOURCES", str(path))
@@ -177,10 +200,15 @@ def test_retention_removes_old_day_folders_only(tmp_path: Path, monkeypatch) -> 
 
 
 def test_daily_run_lands_raw_and_applies_retention(
-    sqlite_engine: Engine, httpserver: HTTPServer, write_sources, settings_for  # type: ignore[no-untyped-def]
+    sqlite_engine: Engine,
+    httpserver: HTTPServer,
+    write_sources,
+    settings_for,  # type: ignore[no-untyped-def]
 ) -> None:
     httpserver.expect_request("/vendor.xml").respond_with_data(FEED, content_type="application/rss+xml")
-    path = write_sources(f'sources:\n  - {{name: vendor, kind: rss, url: "{httpserver.url_for("/vendor.xml")}"}}\n')
+    path = write_sources(
+        f'sources:\n  - {{name: vendor, kind: rss, url: "{httpserver.url_for("/vendor.xml")}"}}\n'
+    )
     settings = settings_for(str(sqlite_engine.url), sources=path, raw_retention_days=10)
     _day_folders(settings.raw_dir, ["2026-11-09", "2026-11-10"])
 

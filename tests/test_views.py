@@ -14,14 +14,46 @@ from transforms.views import render, view_files, view_name
 
 # view -> (unique key, not-null columns, {column: (table, column)} relationships)
 CHECKS: dict[str, tuple[tuple[str, ...], tuple[str, ...], dict[str, tuple[str, str]]]] = {
-    "v_kpi_weekly": (("week_start", "source_name"), ("week_start", "source_name", "items_published"), {"source_name": ("source", "name")}),
-    "v_kpi_monthly": (("month_start", "source_name"), ("month_start", "source_name", "replies"), {"source_name": ("source", "name")}),
-    "v_prospect_engagement": (("prospect_id",), ("prospect_id", "crm_id", "items"), {"prospect_id": ("prospect", "prospect_id"), "account_id": ("account", "account_id")}),
-    "v_decision_maker_engagement": (("item_id",), ("item_id", "source_name", "published_at"), {"item_id": ("content_item", "item_id")}),
-    "v_account_journey": (("account_id",), ("account_id", "account_name", "current_stage", "momentum"), {"account_id": ("account", "account_id")}),
-    "v_content_half_life": (("source_name", "age_bucket"), ("source_name", "age_bucket", "new_engagement"), {"source_name": ("source", "name")}),
-    "v_attribution": (("referral_id",), ("referral_id", "referral_date", "sessions", "landing_url", "credit"), {"referral_id": ("referral", "referral_id")}),
-    "v_author_decision_maker": (("author_id",), ("author_id", "evidence"), {"author_id": ("author", "author_id")}),
+    "v_kpi_weekly": (
+        ("week_start", "source_name"),
+        ("week_start", "source_name", "items_published"),
+        {"source_name": ("source", "name")},
+    ),
+    "v_kpi_monthly": (
+        ("month_start", "source_name"),
+        ("month_start", "source_name", "replies"),
+        {"source_name": ("source", "name")},
+    ),
+    "v_prospect_engagement": (
+        ("prospect_id",),
+        ("prospect_id", "crm_id", "items"),
+        {"prospect_id": ("prospect", "prospect_id"), "account_id": ("account", "account_id")},
+    ),
+    "v_decision_maker_engagement": (
+        ("item_id",),
+        ("item_id", "source_name", "published_at"),
+        {"item_id": ("content_item", "item_id")},
+    ),
+    "v_account_journey": (
+        ("account_id",),
+        ("account_id", "account_name", "current_stage", "momentum"),
+        {"account_id": ("account", "account_id")},
+    ),
+    "v_content_half_life": (
+        ("source_name", "age_bucket"),
+        ("source_name", "age_bucket", "new_engagement"),
+        {"source_name": ("source", "name")},
+    ),
+    "v_attribution": (
+        ("referral_id",),
+        ("referral_id", "referral_date", "sessions", "landing_url", "credit"),
+        {"referral_id": ("referral", "referral_id")},
+    ),
+    "v_author_decision_maker": (
+        ("author_id",),
+        ("author_id", "evidence"),
+        {"author_id": ("author", "author_id")},
+    ),
 }
 
 
@@ -31,7 +63,10 @@ def test_every_view_file_has_checks() -> None:
 
 def test_macros_expand_for_both_dialects() -> None:
     sql = "select {{days_between({{today}}, x.d)}}, {{week_start(x.d)}}"
-    assert render(sql, "sqlite") == "select cast(julianday(date('now')) - julianday(x.d) as integer), date(x.d, 'weekday 0', '-6 days')"
+    assert (
+        render(sql, "sqlite")
+        == "select cast(julianday(date('now')) - julianday(x.d) as integer), date(x.d, 'weekday 0', '-6 days')"
+    )
     assert "date_trunc('week', x.d)" in render(sql, "postgresql")
 
 
@@ -55,7 +90,9 @@ def test_views_show_the_known_day(known_day: Engine) -> None:
     monthly = _rows(known_day, "select * from v_kpi_monthly where source_name = 'forum'")
     assert str(monthly[0]["month_start"]) == "2026-11-01"
     journey = _rows(known_day, "select * from v_account_journey")
-    assert [(j["account_name"], j["current_stage"], j["momentum"]) for j in journey] == [("Globex", "decision", "new")]
+    assert [(j["account_name"], j["current_stage"], j["momentum"]) for j in journey] == [
+        ("Globex", "decision", "new")
+    ]
     assert str(journey[0]["stage_entered_date"]) == str(DAY) and journey[0]["days_in_stage"] >= 0
     people = {r["full_name"]: r for r in _rows(known_day, "select * from v_prospect_engagement")}
     assert set(people) == {"Ann Lee", "Bob Ray"}
@@ -72,10 +109,14 @@ def test_views_show_the_known_day(known_day: Engine) -> None:
 def test_view_checks(known_day: Engine, view: str) -> None:
     unique, not_null, relationships = CHECKS[view]
     cols = ", ".join(unique)
-    duplicates = _rows(known_day, f"select {cols}, count(*) as n from {view} group by {cols} having count(*) > 1")
+    duplicates = _rows(
+        known_day, f"select {cols}, count(*) as n from {view} group by {cols} having count(*) > 1"
+    )
     assert duplicates == [], f"{view}: duplicate keys"
     for column in not_null:
-        assert _rows(known_day, f"select count(*) as n from {view} where {column} is null")[0]["n"] == 0, f"{view}.{column} has nulls"
+        assert _rows(known_day, f"select count(*) as n from {view} where {column} is null")[0]["n"] == 0, (
+            f"{view}.{column} has nulls"
+        )
     for column, (table, target) in relationships.items():
         orphans = _rows(
             known_day,
@@ -83,13 +124,25 @@ def test_view_checks(known_day: Engine, view: str) -> None:
             f"and not exists (select 1 from {table} as t where t.{target} = v.{column})",
         )
         assert orphans[0]["n"] == 0, f"{view}.{column} points nowhere in {table}.{target}"
-    assert _rows(known_day, f"select count(*) as n from {view}")[0]["n"] > 0, f"{view} is empty on the known day"
+    assert _rows(known_day, f"select count(*) as n from {view}")[0]["n"] > 0, (
+        f"{view} is empty on the known day"
+    )
 
 
 def test_fact_tables_have_unique_natural_keys_and_valid_references(known_day: Engine) -> None:
-    for table, key in (("fct_source_daily", "fact_date, source_id"), ("fct_account_daily", "fact_date, account_id"),
-                       ("fct_item_engagement", "fact_date, item_id"), ("account_stage_history", "account_id, entered_date")):
+    for table, key in (
+        ("fct_source_daily", "fact_date, source_id"),
+        ("fct_account_daily", "fact_date, account_id"),
+        ("fct_item_engagement", "fact_date, item_id"),
+        ("account_stage_history", "account_id, entered_date"),
+    ):
         assert _rows(known_day, f"select {key} from {table} group by {key} having count(*) > 1") == []
-    assert _rows(known_day, "select count(*) as n from stage_prediction where label not in "
-                 "('awareness','consideration','evaluation','decision','adoption','off_topic','uncertain')")[0]["n"] == 0
+    assert (
+        _rows(
+            known_day,
+            "select count(*) as n from stage_prediction where label not in "
+            "('awareness','consideration','evaluation','decision','adoption','off_topic','uncertain')",
+        )[0]["n"]
+        == 0
+    )
     assert date(2026, 11, 20) == DAY

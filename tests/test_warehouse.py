@@ -51,7 +51,9 @@ def test_upsert_inserts_then_updates_on_the_natural_key(engine: Engine) -> None:
         upsert(conn, source, [_source_row("a", "http://x/changed")], key=["name"], update=["url"])
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(source)).scalar_one() == 2
-        assert conn.execute(select(source.c.url).where(source.c.name == "a")).scalar_one() == "http://x/changed"
+        assert (
+            conn.execute(select(source.c.url).where(source.c.name == "a")).scalar_one() == "http://x/changed"
+        )
 
 
 def test_upsert_without_update_columns_keeps_the_row(engine: Engine) -> None:

@@ -46,8 +46,15 @@ class ClassifyCounts:
 
 def _needs_classification() -> Select[Any]:
     return (
-        select(content_item.c.item_id, content_item.c.title, content_item.c.body_text, content_item.c.content_hash)
-        .select_from(content_item.outerjoin(stage_prediction, stage_prediction.c.item_id == content_item.c.item_id))
+        select(
+            content_item.c.item_id,
+            content_item.c.title,
+            content_item.c.body_text,
+            content_item.c.content_hash,
+        )
+        .select_from(
+            content_item.outerjoin(stage_prediction, stage_prediction.c.item_id == content_item.c.item_id)
+        )
         .where(
             or_(
                 stage_prediction.c.item_id.is_(None),
@@ -60,14 +67,21 @@ def _needs_classification() -> Select[Any]:
 
 def _stale_version(version: str) -> Select[Any]:
     return (
-        select(content_item.c.item_id, content_item.c.title, content_item.c.body_text, content_item.c.content_hash)
+        select(
+            content_item.c.item_id,
+            content_item.c.title,
+            content_item.c.body_text,
+            content_item.c.content_hash,
+        )
         .join(stage_prediction, stage_prediction.c.item_id == content_item.c.item_id)
         .where(and_(stage_prediction.c.model_version != version))
         .order_by(content_item.c.item_id)
     )
 
 
-def _classify(engine: Engine, model: StageModel, query: Select[Any], threshold: float, limit: int | None) -> int:
+def _classify(
+    engine: Engine, model: StageModel, query: Select[Any], threshold: float, limit: int | None
+) -> int:
     done = 0
     last_id = 0
     while limit is None or done < limit:
@@ -101,19 +115,31 @@ def _classify(engine: Engine, model: StageModel, query: Select[Any], threshold: 
     return done
 
 
-def classify_new(engine: Engine, model: StageModel, *, threshold: float | None = None, limit: int | None = None) -> int:
+def classify_new(
+    engine: Engine, model: StageModel, *, threshold: float | None = None, limit: int | None = None
+) -> int:
     """Classify items that are new or changed since they were classified."""
-    return _classify(engine, model, _needs_classification(), min_confidence() if threshold is None else threshold, limit)
+    return _classify(
+        engine, model, _needs_classification(), min_confidence() if threshold is None else threshold, limit
+    )
 
 
 def reclassify_stale(
     engine: Engine, model: StageModel, *, threshold: float | None = None, limit: int | None = None
 ) -> int:
     """Reclassify items whose prediction came from another model version."""
-    return _classify(engine, model, _stale_version(model.version), min_confidence() if threshold is None else threshold, limit)
+    return _classify(
+        engine,
+        model,
+        _stale_version(model.version),
+        min_confidence() if threshold is None else threshold,
+        limit,
+    )
 
 
-def classify_day(settings: Settings, config: SourcesConfig, run_date: date, *, engine: Engine) -> ClassifyCounts:
+def classify_day(
+    settings: Settings, config: SourcesConfig, run_date: date, *, engine: Engine
+) -> ClassifyCounts:
     """The daily step: classify what the day's load added or changed."""
     from models.registry import load_current
 

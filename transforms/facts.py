@@ -109,7 +109,9 @@ def _is_dm(row: Any) -> bool:
     return is_decision_maker(row.prospect_title, row.author_title)[0]
 
 
-def _thread_items(conn: Connection, keys: set[tuple[int, str]], end: datetime) -> dict[tuple[int, str], list[Any]]:
+def _thread_items(
+    conn: Connection, keys: set[tuple[int, str]], end: datetime
+) -> dict[tuple[int, str], list[Any]]:
     """All items (up to ``end``) of the given threads, oldest first."""
     threads: dict[tuple[int, str], list[Any]] = defaultdict(list)
     by_source: dict[int, list[str]] = defaultdict(list)
@@ -124,8 +126,7 @@ def _thread_items(conn: Connection, keys: set[tuple[int, str]], end: datetime) -
                     content_item.c.is_ours,
                     content_item.c.published_at,
                     content_item.c.item_id,
-                )
-                .where(
+                ).where(
                     content_item.c.source_id == source_id,
                     content_item.c.thread_external_id.in_(thread_ids[start : start + 500]),
                 )
@@ -150,10 +151,15 @@ def _responsiveness(conn: Connection, items: list[Any], day: date) -> dict[int, 
         our_rows = [r for r in rows if r.is_ours]
         if first_other is not None:
             t0 = as_utc(first_other.published_at)
-            first_answer = next((r for r in our_rows if as_utc(r.published_at) >= t0 and r.item_id != first_other.item_id), None)
+            first_answer = next(
+                (r for r in our_rows if as_utc(r.published_at) >= t0 and r.item_id != first_other.item_id),
+                None,
+            )
             if first_answer is not None and start <= as_utc(first_answer.published_at) < end:
                 out[source_id]["answered"] += 1
-                out[source_id]["minutes"].append((as_utc(first_answer.published_at) - t0).total_seconds() / 60)
+                out[source_id]["minutes"].append(
+                    (as_utc(first_answer.published_at) - t0).total_seconds() / 60
+                )
         # Our replies of the day that were not our first in the thread.
         seen_ours = 0
         for r in our_rows:
@@ -193,7 +199,9 @@ def _previous_value(conn: Connection, source_id: int, subject: str, metric: str,
     ).scalar()
 
 
-def _item_engagement(conn: Connection, observations: list[Any], day: date, stamp: datetime) -> list[dict[str, Any]]:
+def _item_engagement(
+    conn: Connection, observations: list[Any], day: date, stamp: datetime
+) -> list[dict[str, Any]]:
     totals: dict[tuple[int, str], float] = defaultdict(float)
     observed_at: dict[tuple[int, str], datetime] = {}
     for o in observations:
@@ -206,7 +214,12 @@ def _item_engagement(conn: Connection, observations: list[Any], day: date, stamp
     items: dict[tuple[int, str], Any] = {
         (r.source_id, r.external_id): r
         for r in conn.execute(
-            select(content_item.c.item_id, content_item.c.source_id, content_item.c.external_id, content_item.c.published_at)
+            select(
+                content_item.c.item_id,
+                content_item.c.source_id,
+                content_item.c.external_id,
+                content_item.c.published_at,
+            )
             .distinct()
             .join(
                 engagement_observation,
@@ -215,7 +228,9 @@ def _item_engagement(conn: Connection, observations: list[Any], day: date, stamp
                     engagement_observation.c.subject_external_id == content_item.c.external_id,
                 ),
             )
-            .where(engagement_observation.c.observed_date == day, engagement_observation.c.subject_type == "item")
+            .where(
+                engagement_observation.c.observed_date == day, engagement_observation.c.subject_type == "item"
+            )
         )
     }
     previous: dict[int, float] = {}
@@ -230,7 +245,11 @@ def _item_engagement(conn: Connection, observations: list[Any], day: date, stamp
         )
         for r in conn.execute(
             select(fct_item_engagement.c.item_id, fct_item_engagement.c.engagement).join(
-                latest, and_(latest.c.item_id == fct_item_engagement.c.item_id, latest.c.d == fct_item_engagement.c.fact_date)
+                latest,
+                and_(
+                    latest.c.item_id == fct_item_engagement.c.item_id,
+                    latest.c.d == fct_item_engagement.c.fact_date,
+                ),
             )
         ):
             previous[r.item_id] = r.engagement
@@ -273,16 +292,23 @@ def build_facts_for_date(engine: Engine, day: date) -> FactCounts:
 
         per_source: dict[int, dict[str, Any]] = {
             sid: {
-                "items_published": 0, "our_items_published": 0, "threads_started_by_us": 0,
-                "threads_started_by_others": 0, "replies": 0, "our_replies": 0,
-                "dms": set(), "prospects": set(),
+                "items_published": 0,
+                "our_items_published": 0,
+                "threads_started_by_us": 0,
+                "threads_started_by_others": 0,
+                "replies": 0,
+                "our_replies": 0,
+                "dms": set(),
+                "prospects": set(),
             }
             for sid in source_ids
         }
         per_account: dict[int, dict[str, Any]] = defaultdict(
             lambda: {"items": 0, "people": set(), "dms": set(), "replies_to_us": 0, "rank": 0}
         )
-        our_threads = {(i.source_id, i.thread_external_id) for i in items if i.is_ours and i.kind in THREAD_STARTS}
+        our_threads = {
+            (i.source_id, i.thread_external_id) for i in items if i.is_ours and i.kind in THREAD_STARTS
+        }
         for i in items:
             s = per_source[i.source_id]
             s["items_published"] += 1
@@ -355,7 +381,9 @@ def build_facts_for_date(engine: Engine, day: date) -> FactCounts:
                     "prospects_active": len(s["prospects"]),
                     "threads_answered": resp["answered"],
                     "our_follow_ups": resp["follow_ups"],
-                    "median_response_minutes": round(statistics.median(resp["minutes"]), 1) if resp["minutes"] else None,
+                    "median_response_minutes": round(statistics.median(resp["minutes"]), 1)
+                    if resp["minutes"]
+                    else None,
                     "built_at": stamp,
                 }
             )
@@ -377,7 +405,11 @@ def build_facts_for_date(engine: Engine, day: date) -> FactCounts:
 
         for table in (fct_source_daily, fct_account_daily, fct_item_engagement):
             conn.execute(delete(table).where(table.c.fact_date == day))
-        for table, rows in ((fct_source_daily, source_rows), (fct_account_daily, account_rows), (fct_item_engagement, item_rows)):
+        for table, rows in (
+            (fct_source_daily, source_rows),
+            (fct_account_daily, account_rows),
+            (fct_item_engagement, item_rows),
+        ):
             for i in range(0, len(rows), 500):
                 conn.execute(insert(table), rows[i : i + 500])
         changes = _update_stage_history(conn, day, [r["account_id"] for r in account_rows if r["stage_rank"]])
@@ -413,21 +445,32 @@ def _update_stage_history(conn: Connection, day: date, accounts: list[int]) -> i
         )
         current = dict(
             conn.execute(
-                select(h.account_id, h.stage).join(latest, and_(latest.c.account_id == h.account_id, latest.c.d == h.entered_date))
+                select(h.account_id, h.stage).join(
+                    latest, and_(latest.c.account_id == h.account_id, latest.c.d == h.entered_date)
+                )
             ).all()
         )
         rows = []
         for account_id, rank in rolling.items():
             stage = RANK_STAGE.get(rank or 0)
             if stage and current.get(account_id) != stage:
-                rows.append({"account_id": account_id, "stage": stage, "entered_date": day, "previous_stage": current.get(account_id)})
+                rows.append(
+                    {
+                        "account_id": account_id,
+                        "stage": stage,
+                        "entered_date": day,
+                        "previous_stage": current.get(account_id),
+                    }
+                )
         if rows:
             conn.execute(insert(account_stage_history), rows)
             changes += len(rows)
     return changes
 
 
-def build_facts_day(settings: Settings, config: SourcesConfig, run_date: date, *, engine: Engine) -> FactCounts:
+def build_facts_day(
+    settings: Settings, config: SourcesConfig, run_date: date, *, engine: Engine
+) -> FactCounts:
     """The daily step: match new authors to prospects, then rebuild the day's facts."""
     from transforms.people import match_authors
 

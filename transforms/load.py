@@ -88,7 +88,17 @@ def load_result(
         author,
         author_rows,
         key=["source_id", "external_id"],
-        update=["handle", "display_name", "title", "bio", "profile_url", "email", "is_ours", "is_decision_maker", "last_seen_at"],
+        update=[
+            "handle",
+            "display_name",
+            "title",
+            "bio",
+            "profile_url",
+            "email",
+            "is_ours",
+            "is_decision_maker",
+            "last_seen_at",
+        ],
     )
     author_ids = lookup_ids(
         conn,

@@ -53,7 +53,14 @@ CRM_COLUMNS: dict[str, tuple[str, ...]] = {
     "title": ("title", "job title", "jobtitle", "job_title"),
     "account_name": ("account name", "company name", "company", "account", "associated company"),
     "account_crm_id": ("account id", "associated company id", "company id", "accountid", "account_id"),
-    "domain": ("website", "website url", "company domain name", "domain", "account website", "company website"),
+    "domain": (
+        "website",
+        "website url",
+        "company domain name",
+        "domain",
+        "account website",
+        "company website",
+    ),
     "owner": ("contact owner", "owner", "account owner", "hubspot owner", "owner name", "sales owner"),
     "linkedin_url": ("linkedin", "linkedin url", "linkedin profile", "linkedin_url", "linkedin profile url"),
     "twitter_handle": ("twitter", "twitter username", "twitter handle", "x handle", "x username"),
@@ -64,8 +71,25 @@ CRM_COLUMNS: dict[str, tuple[str, ...]] = {
 
 # Free-mail domains say nothing about a person's company.
 FREEMAIL = frozenset(
-    {"gmail.com", "googlemail.com", "yahoo.com", "hotmail.com", "outlook.com", "live.com", "icloud.com", "me.com",
-     "aol.com", "gmx.de", "gmx.net", "web.de", "proton.me", "protonmail.com", "yandex.ru", "mail.ru", "qq.com"}
+    {
+        "gmail.com",
+        "googlemail.com",
+        "yahoo.com",
+        "hotmail.com",
+        "outlook.com",
+        "live.com",
+        "icloud.com",
+        "me.com",
+        "aol.com",
+        "gmx.de",
+        "gmx.net",
+        "web.de",
+        "proton.me",
+        "protonmail.com",
+        "yandex.ru",
+        "mail.ru",
+        "qq.com",
+    }
 )
 
 CONFIDENCE = {
@@ -152,7 +176,9 @@ def import_crm(engine: Engine, path: Path) -> CrmImportCounts:
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise CrmImportError(f"{path}: cannot read the CRM export: {exc}") from exc
     if "email" not in columns and "crm_id" not in columns:
-        raise CrmImportError(f"{path}: needs an e-mail or id column (known names: {', '.join(CRM_COLUMNS['email'] + CRM_COLUMNS['crm_id'])})")
+        raise CrmImportError(
+            f"{path}: needs an e-mail or id column (known names: {', '.join(CRM_COLUMNS['email'] + CRM_COLUMNS['crm_id'])})"
+        )
     stamp = datetime.now(UTC)
 
     def get(record: dict[str, str], field: str) -> str | None:
@@ -171,7 +197,9 @@ def import_crm(engine: Engine, path: Path) -> CrmImportCounts:
         if domain is None and email and email.rsplit("@", 1)[1] not in FREEMAIL:
             domain = email.rsplit("@", 1)[1]
         account_name = get(record, "account_name")
-        account_key = get(record, "account_crm_id") or domain or (account_name.lower() if account_name else None)
+        account_key = (
+            get(record, "account_crm_id") or domain or (account_name.lower() if account_name else None)
+        )
         if account_key:
             accounts[account_key] = {
                 "crm_id": account_key[:200],
@@ -198,8 +226,14 @@ def import_crm(engine: Engine, path: Path) -> CrmImportCounts:
                     "linkedin_url": normalise_profile_url(get(record, "linkedin_url")),
                     "twitter_handle": normalise_handle(get(record, "twitter_handle")),
                     "other_handles": ";".join(
-                        h for h in (normalise_handle(x) for x in re.split(r"[;, ]+", get(record, "other_handles") or "")) if h
-                    ) or None,
+                        h
+                        for h in (
+                            normalise_handle(x)
+                            for x in re.split(r"[;, ]+", get(record, "other_handles") or "")
+                        )
+                        if h
+                    )
+                    or None,
                     "is_decision_maker": dm,
                     "decision_maker_rule": rule,
                     "updated_at": stamp,
@@ -212,7 +246,9 @@ def import_crm(engine: Engine, path: Path) -> CrmImportCounts:
         ids = lookup_ids(conn, account, "account_id", ["crm_id"], [(k[:200],) for k in accounts])
         rows = [{**row, "account_id": ids.get((key[:200],)) if key else None} for row, key in people]
         upsert(conn, prospect, rows, key=["crm_id"])
-    return CrmImportCounts(len(accounts), len(people), sum(1 for row, _ in people if row["is_decision_maker"]))
+    return CrmImportCounts(
+        len(accounts), len(people), sum(1 for row, _ in people if row["is_decision_maker"])
+    )
 
 
 @dataclass
@@ -227,13 +263,17 @@ def match_authors(engine: Engine, *, only_unmatched: bool = False) -> int:
     """(Re)match authors to prospects and accounts; returns the matches stored."""
     with engine.connect() as conn:
         accounts_by_domain = {
-            r.domain: r.account_id for r in conn.execute(select(account.c.account_id, account.c.domain)) if r.domain
+            r.domain: r.account_id
+            for r in conn.execute(select(account.c.account_id, account.c.domain))
+            if r.domain
         }
         by_email: dict[str, _Prospect] = {}
         by_profile: dict[str, _Prospect] = {}
         by_handle: dict[str, _Prospect] = {}
         by_name: dict[str, list[_Prospect]] = {}
-        query = select(prospect, account.c.domain).outerjoin(account, account.c.account_id == prospect.c.account_id)
+        query = select(prospect, account.c.domain).outerjoin(
+            account, account.c.account_id == prospect.c.account_id
+        )
         for r in conn.execute(query):
             p = _Prospect(r.prospect_id, r.account_id, normalise_name(r.full_name), r.domain)
             if r.email:
@@ -257,7 +297,9 @@ def match_authors(engine: Engine, *, only_unmatched: bool = False) -> int:
             (r.source_name, r.author_external_id): r.prospect_crm_id
             for r in conn.execute(select(match_override))
         }
-        authors_query = select(author, source.c.name.label("source_name")).join(source, source.c.source_id == author.c.source_id)
+        authors_query = select(author, source.c.name.label("source_name")).join(
+            source, source.c.source_id == author.c.source_id
+        )
         if only_unmatched:
             authors_query = authors_query.where(~author.c.author_id.in_(select(author_match.c.author_id)))
         authors = conn.execute(authors_query).all()
@@ -266,7 +308,9 @@ def match_authors(engine: Engine, *, only_unmatched: bool = False) -> int:
     rows = []
     unmatched = []
     for a in authors:
-        found = _match_one(a, overrides, prospect_ids_by_crm, by_email, by_profile, by_handle, by_name, accounts_by_domain)
+        found = _match_one(
+            a, overrides, prospect_ids_by_crm, by_email, by_profile, by_handle, by_name, accounts_by_domain
+        )
         if found is None:
             unmatched.append(a.author_id)
             continue
@@ -285,11 +329,15 @@ def match_authors(engine: Engine, *, only_unmatched: bool = False) -> int:
         upsert(conn, author_match, rows, key=["author_id"])
         if unmatched and not only_unmatched:
             for start in range(0, len(unmatched), 500):
-                conn.execute(delete(author_match).where(author_match.c.author_id.in_(unmatched[start : start + 500])))
+                conn.execute(
+                    delete(author_match).where(author_match.c.author_id.in_(unmatched[start : start + 500]))
+                )
     return len(rows)
 
 
-def _match_one(a, overrides, prospect_ids_by_crm, by_email, by_profile, by_handle, by_name, accounts_by_domain):  # type: ignore[no-untyped-def]
+def _match_one(
+    a, overrides, prospect_ids_by_crm, by_email, by_profile, by_handle, by_name, accounts_by_domain
+):  # type: ignore[no-untyped-def]
     key = (a.source_name, a.external_id)
     if key in overrides:
         crm_id = overrides[key]
@@ -314,7 +362,9 @@ def _match_one(a, overrides, prospect_ids_by_crm, by_email, by_profile, by_handl
         return ("handle", p.prospect_id, p.account_id)
     name = normalise_name(a.display_name)
     if name and name in by_name:
-        evidence = " ".join(x for x in (email or "", (a.profile_url or "").lower(), (a.bio or "").lower()) if x)
+        evidence = " ".join(
+            x for x in (email or "", (a.profile_url or "").lower(), (a.bio or "").lower()) if x
+        )
         for p in by_name[name]:
             if p.domain and p.domain in evidence:
                 return ("name_and_domain", p.prospect_id, p.account_id)
@@ -325,17 +375,34 @@ def _match_one(a, overrides, prospect_ids_by_crm, by_email, by_profile, by_handl
     return None
 
 
-def set_override(engine: Engine, source_name: str, author_external_id: str, prospect_crm_id: str | None, note: str | None = None) -> None:
+def set_override(
+    engine: Engine,
+    source_name: str,
+    author_external_id: str,
+    prospect_crm_id: str | None,
+    note: str | None = None,
+) -> None:
     """Record a manual match (or, with no prospect, a confirmed non-match)."""
     with engine.begin() as conn:
-        if prospect_crm_id is not None and conn.execute(
-            select(prospect.c.prospect_id).where(prospect.c.crm_id == prospect_crm_id)
-        ).first() is None:
+        if (
+            prospect_crm_id is not None
+            and conn.execute(
+                select(prospect.c.prospect_id).where(prospect.c.crm_id == prospect_crm_id)
+            ).first()
+            is None
+        ):
             raise EngageError(f"no prospect with CRM id {prospect_crm_id!r}")
         upsert(
             conn,
             match_override,
-            [{"source_name": source_name, "author_external_id": author_external_id, "prospect_crm_id": prospect_crm_id,
-              "note": note, "created_at": datetime.now(UTC)}],
+            [
+                {
+                    "source_name": source_name,
+                    "author_external_id": author_external_id,
+                    "prospect_crm_id": prospect_crm_id,
+                    "note": note,
+                    "created_at": datetime.now(UTC),
+                }
+            ],
             key=["source_name", "author_external_id"],
         )

@@ -32,13 +32,29 @@ from engage.warehouse.db import upsert
 from engage.warehouse.schema import content_item, referral, source
 
 UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
-TRACKING_KEYS = frozenset({*UTM_KEYS, "fbclid", "gclid", "msclkid", "mc_cid", "mc_eid", "_hsenc", "_hsmi", "ref", "igshid"})
+TRACKING_KEYS = frozenset(
+    {*UTM_KEYS, "fbclid", "gclid", "msclkid", "mc_cid", "mc_eid", "_hsenc", "_hsmi", "ref", "igshid"}
+)
 MAX_URL = 2_000
 
 COLUMNS: dict[str, tuple[str, ...]] = {
     "date": ("date", "day", "referral_date"),
-    "referrer": ("referrer", "full referrer", "page referrer", "referrer url", "referring url", "referrer_url"),
-    "landing": ("landing page", "landing page + query string", "landing_url", "landing url", "page", "page location"),
+    "referrer": (
+        "referrer",
+        "full referrer",
+        "page referrer",
+        "referrer url",
+        "referring url",
+        "referrer_url",
+    ),
+    "landing": (
+        "landing page",
+        "landing page + query string",
+        "landing_url",
+        "landing url",
+        "page",
+        "page location",
+    ),
     "sessions": ("sessions", "visits", "users", "count"),
     "utm_source": ("utm_source", "session source", "source"),
     "utm_medium": ("utm_medium", "session medium", "medium"),
@@ -66,7 +82,13 @@ def normalise_url(url: str | None, base: str | None = None) -> str | None:
     if not host:
         return None
     port = f":{parts.port}" if parts.port and parts.port not in (80, 443) else ""
-    query = urlencode(sorted((k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k.lower() not in TRACKING_KEYS))
+    query = urlencode(
+        sorted(
+            (k, v)
+            for k, v in parse_qsl(parts.query, keep_blank_values=True)
+            if k.lower() not in TRACKING_KEYS
+        )
+    )
     path = parts.path.rstrip("/") or ""
     return urlunsplit(("https", host + port, path, query, ""))[:MAX_URL]
 
@@ -86,11 +108,15 @@ class ParsedReferral:
 
     @property
     def key(self) -> str:
-        basis = "\x1f".join([self.referrer_url or "", self.landing_url, *[self.utm[k] or "" for k in UTM_KEYS]])
+        basis = "\x1f".join(
+            [self.referrer_url or "", self.landing_url, *[self.utm[k] or "" for k in UTM_KEYS]]
+        )
         return hashlib.sha256(basis.encode("utf-8")).hexdigest()
 
 
-def parse_referral(referrer: str | None, landing: str, *, utm: dict[str, str | None] | None = None, base: str | None = None) -> ParsedReferral:
+def parse_referral(
+    referrer: str | None, landing: str, *, utm: dict[str, str | None] | None = None, base: str | None = None
+) -> ParsedReferral:
     landing_norm = normalise_url(landing, base)
     if landing_norm is None:
         raise ReferralImportError(f"landing URL {landing!r} is not a URL")
@@ -115,7 +141,9 @@ def import_referrals(engine: Engine, path: Path, *, site: str | None = None) -> 
             records = list(reader)
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise ReferralImportError(f"{path}: cannot read the referrals export: {exc}") from exc
-    rows = referral_rows(header, enumerate(records, start=2), where=str(path), imported_from=path.name, site=site)
+    rows = referral_rows(
+        header, enumerate(records, start=2), where=str(path), imported_from=path.name, site=site
+    )
     attribute(engine, rows)
     with engine.begin() as conn:
         upsert(conn, referral, rows, key=["referral_date", "referral_key"])
@@ -141,9 +169,12 @@ def referral_rows(
                 break
     for needed in ("date", "landing"):
         if needed not in columns:
-            raise ReferralImportError(f"{where}: needs a {needed!r} column (accepted: {', '.join(COLUMNS[needed])})")
+            raise ReferralImportError(
+                f"{where}: needs a {needed!r} column (accepted: {', '.join(COLUMNS[needed])})"
+            )
     rows: dict[tuple[date, str], dict[str, Any]] = {}
     for number, record in records:
+
         def get(field: str, record: dict[str, str] = record) -> str | None:
             name = columns.get(field)
             value = (record.get(name) or "").strip() if name else ""
@@ -151,13 +182,19 @@ def referral_rows(
 
         raw_date = get("date") or ""
         try:
-            day = date.fromisoformat(raw_date) if "-" in raw_date else date(int(raw_date[:4]), int(raw_date[4:6]), int(raw_date[6:8]))
+            day = (
+                date.fromisoformat(raw_date)
+                if "-" in raw_date
+                else date(int(raw_date[:4]), int(raw_date[4:6]), int(raw_date[6:8]))
+            )
         except ValueError:
             raise ReferralImportError(
                 f"{where}:{number}: column {columns['date']!r}: date {raw_date!r} is not YYYY-MM-DD or YYYYMMDD"
             ) from None
         try:
-            parsed = parse_referral(get("referrer"), get("landing") or "", utm={k: get(k) for k in UTM_KEYS}, base=site)
+            parsed = parse_referral(
+                get("referrer"), get("landing") or "", utm={k: get(k) for k in UTM_KEYS}, base=site
+            )
         except ReferralImportError as exc:
             raise ReferralImportError(f"{where}:{number}: column {columns['landing']!r}: {exc}") from None
         sessions_text = (get("sessions") or "1").replace(",", "")
@@ -202,7 +239,11 @@ def attribute(engine: Engine, rows: list[dict[str, Any]]) -> None:
 def attribute_with(conn: Connection, rows: list[dict[str, Any]]) -> None:
     """``attribute`` on an open connection."""
     items: dict[str, tuple[int, bool]] = {}
-    for r in conn.execute(select(content_item.c.item_id, content_item.c.url, content_item.c.is_ours).where(content_item.c.url.is_not(None))):
+    for r in conn.execute(
+        select(content_item.c.item_id, content_item.c.url, content_item.c.is_ours).where(
+            content_item.c.url.is_not(None)
+        )
+    ):
         norm = normalise_url(r.url)
         if norm and (norm not in items or r.is_ours):
             items[norm] = (r.item_id, bool(r.is_ours))

@@ -169,7 +169,9 @@ def _upsert_statement(dialect: str, table: Table, key: tuple[str, ...], update: 
         raise WarehouseError(f"upsert is not supported on {dialect}")
     stmt = insert(table)
     if update:
-        return stmt.on_conflict_do_update(index_elements=list(key), set_={c: stmt.excluded[c] for c in update})
+        return stmt.on_conflict_do_update(
+            index_elements=list(key), set_={c: stmt.excluded[c] for c in update}
+        )
     return stmt.on_conflict_do_nothing(index_elements=list(key))
 
 
