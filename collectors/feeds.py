@@ -87,8 +87,9 @@ def html_to_text(html: str | None) -> str | None:
     except UnicodeEncodeError:  # lone surrogates: lxml would stop reading at the first
         html = html.encode("utf-8", "replace").decode("utf-8")
     try:
-        root = lxml.html.fragment_fromstring(html, create_parent="div")
-    except (ValueError, lxml.etree.LxmlError):
+        # As a document, like bs4 does: a fragment parse asserts on "<html>" and two bodies.
+        root = lxml.html.document_fromstring(html)
+    except (ValueError, lxml.etree.LxmlError):  # e.g. "Document is empty": markup and no text
         return _soup_text(html)
     for element in list(root.iter("script", "style")):
         element.drop_tree()

@@ -158,6 +158,9 @@ def test_entry_identity_prefers_guid() -> None:
         ("plain &lt;text&gt;", "plain <text>"),
         ("<p>broken <b>nesting</p>", "broken nesting"),
         ("<!-- only a comment -->", ""),
+        # Whole documents, as some feeds put in their summaries.
+        ("<html>", ""),
+        ("<html><head><title>T</title></head><body>a</body><body>b</body></html>", "T a b"),
         # A lone surrogate (a badly decoded JSON escape) is neither lost nor fatal.
         ("<p>ok \ud800 then</p>", "ok ? then"),
     ],
