@@ -40,6 +40,7 @@ from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
 from urllib3.util.retry import Retry
 
+from collectors.politeness import DEFAULT_MAX_CONCURRENCY  # connections kept per host
 from engage.errors import FetchError, ParseError, ResponseTooLarge
 from engage.settings import DEFAULT_USER_AGENT
 
@@ -140,8 +141,6 @@ class _Session(requests.Session):
         return {**known, "proxies": dict(known["proxies"])}
 
 
-# Connections kept per host: the default per-host concurrency (collectors.politeness).
-CONNECTIONS_PER_HOST = 4
 # Hosts whose idle connections one shared session keeps.
 HOSTS_PER_SESSION = 1024
 
@@ -205,6 +204,13 @@ class HttpClient:
     session: requests.Session = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        if self.sessions is None:
+            self.session = self._new_session(hosts=10)
+        else:  # the run's session for this policy, made by the first client that asks
+            key = (self.user_agent, self.retries, self.backoff_factor, self.backoff_max, self.max_retry_after)
+            self.session = self.sessions.session(key, lambda: self._new_session(hosts=HOSTS_PER_SESSION))
+
+    def _new_session(self, hosts: int) -> requests.Session:
         retry = _CappedRetry(
             total=self.retries,
             connect=self.retries,
@@ -221,22 +227,12 @@ class HttpClient:
             raise_on_redirect=False,
         )
         retry.max_retry_after = self.max_retry_after
-
-        def make(hosts: int) -> requests.Session:
-            session = _Session()
-            adapter = HTTPAdapter(
-                max_retries=retry, pool_connections=hosts, pool_maxsize=CONNECTIONS_PER_HOST
-            )
-            session.mount("http://", adapter)
-            session.mount("https://", adapter)
-            session.headers["User-Agent"] = self.user_agent
-            return session
-
-        if self.sessions is None:
-            self.session = make(hosts=10)
-        else:
-            key = (self.user_agent, self.retries, self.backoff_factor, self.backoff_max, self.max_retry_after)
-            self.session = self.sessions.session(key, lambda: make(hosts=HOSTS_PER_SESSION))
+        session = _Session()
+        adapter = HTTPAdapter(max_retries=retry, pool_connections=hosts, pool_maxsize=DEFAULT_MAX_CONCURRENCY)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        session.headers["User-Agent"] = self.user_agent
+        return session
 
     def close(self) -> None:
         if self.sessions is None:  # a shared session is closed with its pool

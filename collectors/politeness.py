@@ -48,22 +48,22 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlsplit
 
 from protego import Protego
 
 from engage.errors import FetchError
+from engage.files import write_atomic
 
 if TYPE_CHECKING:
     from collectors.http import SessionPool
@@ -166,39 +166,22 @@ class RobotsCache:
     def get(self, origin: str) -> CachedRobots | None:
         try:
             data = json.loads(self._path(origin).read_text(encoding="utf-8"))
-            if data["origin"] != origin:
-                return None
-            return CachedRobots(
-                origin=origin,
-                status=int(data["status"]),
-                body=str(data["body"]),
-                fetched_at=datetime.fromisoformat(data["fetched_at"]),
-                etag=data.get("etag"),
-                last_modified=data.get("last_modified"),
-            )
+            entry = CachedRobots(**{**data, "fetched_at": datetime.fromisoformat(data["fetched_at"])})
         except (OSError, ValueError, KeyError, TypeError):
             return None
+        valid = entry.origin == origin and isinstance(entry.status, int) and isinstance(entry.body, str)
+        return entry if valid else None
 
     def fresh(self, cached: CachedRobots) -> bool:
         return datetime.now(UTC) - cached.fetched_at < self.max_age
 
     def put(self, entry: CachedRobots) -> None:
-        data: dict[str, Any] = {
-            "origin": entry.origin,
-            "status": entry.status,
-            "body": entry.body,
-            "fetched_at": entry.fetched_at.isoformat(),
-            "etag": entry.etag,
-            "last_modified": entry.last_modified,
-        }
-        path = self._path(entry.origin)
+        data = {**asdict(entry), "fetched_at": entry.fetched_at.isoformat()}
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.tmp{os.getpid()}-{threading.get_ident()}")
-            tmp.write_text(json.dumps(data), encoding="utf-8")
-            tmp.replace(path)
+            write_atomic(self._path(entry.origin), json.dumps(data))
         except OSError as exc:  # a cache that cannot be written costs a fetch next time, nothing more
-            log.warning("robots.txt cache %s not written: %s", path, exc)
+            log.warning("robots.txt cache %s not written: %s", self._path(entry.origin), exc)
 
     def prune(self, unused_for: timedelta) -> list[Path]:
         """Remove the copies not refreshed for ``unused_for`` (hosts no longer collected)."""

@@ -36,6 +36,30 @@ class DateType(click.ParamType):
 DATE = DateType()
 
 
+# Options of both `engage collect` and `engage run`.
+RUN_DATE_OPTION = click.option(
+    "--date",
+    "run_date",
+    type=DATE,
+    default=_today,
+    show_default="today (UTC)",
+    help="Logical date of the run.",
+)
+WORKERS_OPTION = click.option(
+    "--workers",
+    default=64,
+    show_default=True,
+    help="Sources fetched at once (threads; each host still gets at most its max_concurrency).",
+)
+PROCESSES_OPTION = click.option(
+    "--processes",
+    type=int,
+    default=None,
+    show_default="the CPUs (at most 4) from 100 sources on, else 1",
+    help="Worker processes that parse what the --workers threads fetch (started on the first parse).",
+)
+
+
 def _settings():  # type: ignore[no-untyped-def]
     from engage.settings import load_settings
 
@@ -153,28 +177,10 @@ def _report_failures(summary: list[Any]) -> None:
 
 
 @main.command()
-@click.option(
-    "--date",
-    "run_date",
-    type=DATE,
-    default=_today,
-    show_default="today (UTC)",
-    help="Logical date of the run.",
-)
+@RUN_DATE_OPTION
 @click.option("--source", "names", multiple=True, help="Only these sources (repeatable).")
-@click.option(
-    "--workers",
-    default=64,
-    show_default=True,
-    help="Sources fetched at once (threads; each host still gets at most its max_concurrency).",
-)
-@click.option(
-    "--processes",
-    type=int,
-    default=None,
-    show_default="the CPUs (at most 4) from 100 sources on, else 1",
-    help="Worker processes that parse what the --workers threads fetch (started on the first parse).",
-)
+@WORKERS_OPTION
+@PROCESSES_OPTION
 def collect(run_date: date, names: tuple[str, ...], workers: int, processes: int | None) -> None:
     """Collect sources for a day and load them into the warehouse."""
     from dataclasses import replace
@@ -207,27 +213,9 @@ def collect(run_date: date, names: tuple[str, ...], workers: int, processes: int
 
 
 @main.command()
-@click.option(
-    "--date",
-    "run_date",
-    type=DATE,
-    default=_today,
-    show_default="today (UTC)",
-    help="Logical date of the run.",
-)
-@click.option(
-    "--workers",
-    default=64,
-    show_default=True,
-    help="Sources fetched at once (threads; each host still gets at most its max_concurrency).",
-)
-@click.option(
-    "--processes",
-    type=int,
-    default=None,
-    show_default="the CPUs (at most 4) from 100 sources on, else 1",
-    help="Worker processes that parse what the --workers threads fetch (started on the first parse).",
-)
+@RUN_DATE_OPTION
+@WORKERS_OPTION
+@PROCESSES_OPTION
 def run(run_date: date, workers: int, processes: int | None) -> None:
     """The whole daily pipeline without the scheduler (same steps as the DAG)."""
     from engage import pipeline

@@ -41,10 +41,6 @@ log = logging.getLogger(__name__)
 MAX_ERROR = 4000
 
 
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
 @dataclass(frozen=True)
 class SourceState:
     """A source's cursor when its collection started, and its run row."""
@@ -119,7 +115,7 @@ class CollectionRuns:
         """``running`` rows for these sources (name -> source id), with their state."""
         if not source_ids:
             return {}
-        started = now()
+        started = datetime.now(UTC)
         ids = list(source_ids.values())
         with self.engine.begin() as conn:
             states = {
@@ -173,18 +169,11 @@ class CollectionRuns:
     ) -> None:
         """The source ended without an error. ``cursor`` (ETag, Last-Modified,
         watermark) is given when there was nothing to load: it is stored now."""
-        stamp = now()
-        run = {
-            "b_run_id": state.run_id,
-            "b_status": status,
-            "b_finished_at": stamp,
-            "b_loaded_at": stamp if cursor is not None else None,
-            "b_http_status": http_status,
-            "b_items": items,
-            "b_observations": observations,
-            "b_requests": requests,
-            "b_error": "; ".join(warnings)[:MAX_ERROR] or None,
-        }
+        stamp = datetime.now(UTC)
+        run = _run_end(
+            state, stamp, status, http_status, items, observations, requests, "; ".join(warnings) or None,
+            loaded=cursor is not None,
+        )  # fmt: skip
         succeeded = None
         if cursor is not None:
             etag, last_modified, watermark = cursor
@@ -198,18 +187,8 @@ class CollectionRuns:
         self._add(run, succeeded=succeeded)
 
     def failed(self, state: SourceState, reason: str, http_status: int | None) -> None:
-        stamp = now()
-        run = {
-            "b_run_id": state.run_id,
-            "b_status": "failed",
-            "b_finished_at": stamp,
-            "b_loaded_at": None,
-            "b_http_status": http_status,
-            "b_items": 0,
-            "b_observations": 0,
-            "b_requests": 0,
-            "b_error": reason[:MAX_ERROR],
-        }
+        stamp = datetime.now(UTC)
+        run = _run_end(state, stamp, "failed", http_status, 0, 0, 0, reason, loaded=False)
         failed = {
             "b_source_id": state.source_id,
             "b_failures": state.consecutive_failures + 1,
@@ -270,3 +249,29 @@ class CollectionRuns:
             with self._lock:  # kept for the next write; flush() raises if it still fails
                 self._runs[:0], self._succeeded[:0], self._failed[:0] = runs, succeeded, failed
             raise
+
+
+def _run_end(
+    state: SourceState,
+    stamp: datetime,
+    status: str,
+    http_status: int | None,
+    items: int,
+    observations: int,
+    requests: int,
+    error: str | None,
+    *,
+    loaded: bool,
+) -> dict[str, Any]:
+    """The parameters of ``_FINISH_RUN`` for one source."""
+    return {
+        "b_run_id": state.run_id,
+        "b_status": status,
+        "b_finished_at": stamp,
+        "b_loaded_at": stamp if loaded else None,
+        "b_http_status": http_status,
+        "b_items": items,
+        "b_observations": observations,
+        "b_requests": requests,
+        "b_error": error[:MAX_ERROR] if error else None,
+    }

@@ -33,6 +33,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from engage.errors import ConfigError, EngageError
+from engage.files import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -233,10 +234,7 @@ def record_attempts(folder: Path, attempts: list[Attempt]) -> Path:
         except (ValueError, AttributeError):
             previous = []
     data = {"attempts": previous + [a.as_dict() for a in attempts]}
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_atomic(path, json.dumps(data, indent=2))
 
 
 def alert_targets(settings: Any, env: Mapping[str, str] | None = None) -> tuple[tuple[str, ...], str | None]:

@@ -232,7 +232,7 @@ def _collect_one(
     path.unlink(missing_ok=True)
     client = client_factory(settings, src, run_date=run_date, politeness=politeness, sessions=sessions)
     if isinstance(client.on_response, RawLanding):
-        client.on_response.write_context(state.etag, state.last_modified, state.watermark)
+        client.on_response.set_context(state.etag, state.last_modified, state.watermark)
     try:
         ctx = CollectContext(
             source=src,

@@ -244,6 +244,8 @@ def forget_in_files(
     settings: Settings, report: ForgetReport, needles: list[bytes], external_ids: set[str]
 ) -> None:
     """Remove landed raw responses that mention the person, and their staged records."""
+    from engage.raw import LandedResponse
+
     raw = settings.raw_dir
     if raw.is_dir():
         for meta_path in sorted(raw.glob("*/*/*.json")):
@@ -251,7 +253,7 @@ def forget_in_files(
                 continue
             try:
                 meta = json.loads(meta_path.read_text(encoding="utf-8"))
-                body_path = meta_path.with_name(meta["body"]) if meta.get("body") else None  # None: a 304
+                body_path = LandedResponse(meta, meta_path).body_path  # None: a 304
                 body = gzip.decompress(body_path.read_bytes()) if body_path and body_path.exists() else b""
             except (OSError, ValueError, KeyError, EOFError) as exc:
                 log.warning("forget: cannot read %s (%s); left in place", meta_path, exc)

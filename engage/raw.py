@@ -40,7 +40,6 @@ import logging
 import os
 import re
 import shutil
-import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -52,6 +51,7 @@ from sqlalchemy import Engine, select, update
 
 from collectors.http import HttpClient, HttpResponse, full_url
 from engage.errors import EngageError, FetchError
+from engage.files import write_atomic
 
 if TYPE_CHECKING:
     from engage.config import SourceConfig, SourcesConfig
@@ -80,12 +80,6 @@ def source_dir(raw_root: Path, run_date: date, source_name: str) -> Path:
     return day_dir(raw_root, run_date) / source_name
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}-{threading.get_ident()}")
-    tmp.write_bytes(data)
-    tmp.replace(path)
-
-
 class RawLanding:
     """``HttpClient.on_response`` hook writing each response under one source's day folder."""
 
@@ -95,7 +89,7 @@ class RawLanding:
         self.context: dict[str, str | None] | None = None
         self._folder_made = False
 
-    def write_context(self, etag: str | None, last_modified: str | None, watermark: str | None) -> None:
+    def set_context(self, etag: str | None, last_modified: str | None, watermark: str | None) -> None:
         """The cursor the source starts from, kept in each response's metadata
         (the day's earliest response has the day's first cursor)."""
         self.context = {"etag": etag, "last_modified": last_modified, "watermark": watermark}
@@ -107,7 +101,7 @@ class RawLanding:
         stem = f"{resp.fetched_at.astimezone(UTC):%H%M%S%f}-{os.getpid()}-{next(_sequence):06d}"
         body_name = f"{stem}.body.gz" if resp.body else None  # a 304 has no body to keep
         if body_name is not None:
-            _write_atomic(self.folder / body_name, gzip.compress(resp.body, compresslevel=5))
+            write_atomic(self.folder / body_name, gzip.compress(resp.body, compresslevel=5))
         meta = {
             "request_url": resp.request_url or resp.url,
             "params": resp.params,
@@ -122,7 +116,7 @@ class RawLanding:
             "sha256": hashlib.sha256(resp.body).hexdigest(),
             "context": self.context,
         }
-        _write_atomic(self.folder / f"{stem}.json", json.dumps(meta, default=str).encode())
+        write_atomic(self.folder / f"{stem}.json", json.dumps(meta, default=str).encode())
         self.written += 1
 
 
@@ -131,10 +125,15 @@ class LandedResponse:
     meta: dict[str, Any]
     path: Path  # the metadata file
 
+    @property
+    def body_path(self) -> Path | None:
+        """The body's file; None for an empty body (a 304)."""
+        return self.path.with_name(self.meta["body"]) if self.meta.get("body") else None
+
     def response(self) -> HttpResponse:
         body = b""
-        if self.meta.get("body"):
-            body_path = self.path.with_name(self.meta["body"])
+        body_path = self.body_path
+        if body_path is not None:
             try:
                 body = gzip.decompress(body_path.read_bytes())
             except (OSError, EOFError, gzip.BadGzipFile) as exc:
@@ -167,18 +166,21 @@ def read_landed(folder: Path) -> list[LandedResponse]:
     return landed
 
 
-def read_context(folder: Path) -> dict[str, str | None]:
+def read_context(folder: Path, landed: list[LandedResponse] | None = None) -> dict[str, str | None]:
     """The cursor the source-day started from: in the earliest response's metadata
-    (``context.json`` in folders landed before that)."""
+    (``context.json`` in folders landed before that). ``landed``: the folder's
+    ``read_landed``, when the caller has it already."""
     path = folder / CONTEXT_FILE
     if path.exists():
         try:
             return json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise RawError(f"{path}: unreadable: {exc}") from exc
-    for landed in read_landed(folder) if folder.is_dir() else []:
-        if landed.meta.get("context"):
-            return dict(landed.meta["context"])
+    if landed is None:
+        landed = read_landed(folder) if folder.is_dir() else []
+    for response in landed:
+        if response.meta.get("context"):
+            return dict(response.meta["context"])
     return {"etag": None, "last_modified": None, "watermark": None}
 
 
@@ -189,8 +191,9 @@ class ReplayClient(HttpClient):
         super().__init__(**kw)
         self.folder = folder
         self.requested: list[str] = []
+        self.landed = read_landed(folder)
         by_url: dict[str, LandedResponse] = {}
-        for landed in read_landed(folder):
+        for landed in self.landed:
             key = landed.meta["request_url"]
             previous = by_url.get(key)
             # A rerun's 304 means "same as before": keep the earlier full answer.
@@ -239,8 +242,8 @@ def reparse_source(
     from transforms.load import load_result
 
     folder = source_dir(settings.raw_dir, run_date, src.name)
-    cursor = read_context(folder)
     client = ReplayClient(folder, user_agent=settings.user_agent, max_bytes=settings.http_max_bytes)
+    cursor = read_context(folder, client.landed)
     try:
         ctx = CollectContext(
             source=src,
@@ -271,7 +274,7 @@ def reparse_source(
             select(source.c.source_id, *kept).where(source.c.name == src.name)
         ).one()
         collected_at = min(
-            (datetime.fromisoformat(r.meta["fetched_at"]) for r in read_landed(folder)),
+            (datetime.fromisoformat(r.meta["fetched_at"]) for r in client.landed),
             default=datetime.now(UTC),
         )
         counts = load_result(
@@ -369,15 +372,13 @@ def prune_step(
 ) -> int:
     """The daily run's last step: apply the raw retention relative to the run's date,
     and drop robots.txt copies of hosts no longer collected."""
-    from datetime import timedelta
-
     from collectors.politeness import ROBOTS_UNUSED_DAYS, RobotsCache
 
     removed = prune_raw(settings.raw_dir, run_date, settings.raw_retention_days)
     for folder in removed:
         log.info("raw data removed (older than %d days): %s", settings.raw_retention_days, folder)
-    unused = timedelta(days=ROBOTS_UNUSED_DAYS)
-    stale = RobotsCache(settings.robots_cache_dir, unused).prune(unused)
+    cache = RobotsCache(settings.robots_cache_dir, timedelta(hours=settings.robots_cache_hours))
+    stale = cache.prune(timedelta(days=ROBOTS_UNUSED_DAYS))
     if stale:
         log.info("%d robots.txt copies not refreshed for %d days removed", len(stale), ROBOTS_UNUSED_DAYS)
     return len(removed)

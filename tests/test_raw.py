@@ -226,10 +226,10 @@ def test_a_304_is_landed_without_a_body_and_the_days_first_cursor_is_kept(
     httpserver.expect_ordered_request("/feed.xml").respond_with_data(FEED, headers={"ETag": '"e1"'})
     httpserver.expect_ordered_request("/feed.xml").respond_with_data("", status=304)
     first = RawLanding(tmp_path / "raw", DAY, "vendor")
-    first.write_context(None, None, "w0")
+    first.set_context(None, None, "w0")
     HttpClient(retries=0, on_response=first).get(httpserver.url_for("/feed.xml"))
     rerun = RawLanding(tmp_path / "raw", DAY, "vendor")  # a second attempt the same day
-    rerun.write_context('"e1"', None, "w1")
+    rerun.set_context('"e1"', None, "w1")
     HttpClient(retries=0, on_response=rerun).get(httpserver.url_for("/feed.xml"), etag='"e1"')
 
     folder = source_dir(tmp_path / "raw", DAY, "vendor")

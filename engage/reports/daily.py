@@ -31,6 +31,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from engage.files import write_atomic
 from engage.reports import build, charts
 from engage.reports.config import ReportConfig
 
@@ -149,13 +150,6 @@ def previous_report_date(root: Path, day: date) -> date | None:
     return max(earlier) if earlier else None
 
 
-def _write_atomic(path: Path, text: str) -> Path:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
-
-
 # --- alert state -----------------------------------------------------------------
 
 
@@ -175,7 +169,7 @@ def load_state(root: Path) -> dict[str, dict[str, Any]]:
 def save_state(root: Path, state: dict[str, dict[str, Any]], day: date) -> None:
     oldest = (day - timedelta(days=STATE_KEEP_DAYS)).isoformat()
     kept = {k: v for k, v in state.items() if str(v.get("first_date", "")) >= oldest}
-    _write_atomic(root / STATE_FILE, json.dumps({"alerts": kept}, indent=1, sort_keys=True))
+    write_atomic(root / STATE_FILE, json.dumps({"alerts": kept}, indent=1, sort_keys=True))
 
 
 def mark_alerts(alerts: list[build.Alert], state: dict[str, dict[str, Any]], day: date) -> None:
@@ -249,7 +243,7 @@ def write_reports(
             change_text=_change_text,
             when=_when,
         )
-        result.files.append(_write_atomic(folder / f"{stem}.html", html))
+        result.files.append(write_atomic(folder / f"{stem}.html", html))
         result.files.append(
             write_csv(
                 folder / csv_accounts,
@@ -350,7 +344,7 @@ def write_reports(
         number=_number,
         signed=_signed,
     )
-    result.files.append(_write_atomic(folder / "kpis.html", html))
+    result.files.append(write_atomic(folder / "kpis.html", html))
     result.files.append(
         write_csv(
             folder / "kpis.csv",
@@ -395,7 +389,7 @@ def write_reports(
     html = env.get_template("alerts.html.j2").render(
         **common, alerts=alerts, wait_hours=config.wait_hours, kind_labels=KIND_LABELS
     )
-    result.files.append(_write_atomic(folder / "alerts.html", html))
+    result.files.append(write_atomic(folder / "alerts.html", html))
     result.files.append(
         write_csv(
             folder / "alerts.csv",
@@ -448,7 +442,7 @@ def write_day_index(
             deliveries=_read_deliveries(folder),
         )
     )
-    _write_atomic(
+    write_atomic(
         folder / "day-index.json",
         json.dumps(
             {
@@ -459,7 +453,7 @@ def write_day_index(
             }
         ),
     )
-    return _write_atomic(folder / "index.html", html)
+    return write_atomic(folder / "index.html", html)
 
 
 def refresh_day_index(folder: Path, day: date) -> None:
@@ -495,7 +489,7 @@ def write_root_index(root: Path) -> Path:
             dates=dates,
         )
     )
-    return _write_atomic(root / "index.html", html)
+    return write_atomic(root / "index.html", html)
 
 
 # --- delivery ------------------------------------------------------------------------
