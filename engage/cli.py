@@ -77,7 +77,18 @@ def _fail(message: str, code: int = 1) -> None:
     sys.exit(code)
 
 
-@click.group()
+class _Commands(click.Group):
+    """Every command: a ConfigError it does not handle itself (a bad ENGAGE_* setting,
+    say) is a one-line error and exit code 2, not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ConfigError as exc:
+            _fail(str(exc), code=2)
+
+
+@click.group(cls=_Commands)
 @click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
 @click.version_option(package_name="engage")
 def main(verbose: bool) -> None:

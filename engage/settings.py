@@ -22,8 +22,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from engage import __version__
+from engage.errors import ConfigError
 
 DEFAULT_USER_AGENT = f"engage/{__version__} (+https://github.com/engage-oss/engage)"
 
@@ -88,6 +90,19 @@ def normalise_url(url: str) -> str:
     return url
 
 
+def _number(env: dict[str, str], name: str, kind: type[int] | type[float], default: str) -> Any:
+    """A numeric setting, zero or more; a bad value is a ConfigError naming the variable."""
+    raw = env.get(name, default).strip()
+    try:
+        value = kind(raw)
+    except ValueError:
+        value = -1
+    if not value >= 0:  # also NaN
+        what = "a whole number" if kind is int else "a number"
+        raise ConfigError(f"{name}={raw!r}: expected {what}, zero or more")
+    return value
+
+
 def load_settings(env: dict[str, str] | None = None) -> Settings:
     env = dict(os.environ if env is None else env)
     home = Path(env.get("ENGAGE_HOME", "var")).expanduser().resolve()
@@ -100,13 +115,13 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         home=home,
         warehouse_url=normalise_url(url),
         sources_path=Path(env.get("ENGAGE_SOURCES", "config/sources.yml")).expanduser().resolve(),
-        http_timeout=float(env.get("ENGAGE_HTTP_TIMEOUT", "10")),
-        http_max_bytes=int(env.get("ENGAGE_HTTP_MAX_BYTES", "10000000")),
+        http_timeout=_number(env, "ENGAGE_HTTP_TIMEOUT", float, "10"),
+        http_max_bytes=_number(env, "ENGAGE_HTTP_MAX_BYTES", int, "10000000"),
         user_agent=env.get("ENGAGE_USER_AGENT", DEFAULT_USER_AGENT),
-        raw_retention_days=int(env.get("ENGAGE_RAW_RETENTION_DAYS", "90")),
-        robots_cache_hours=float(env.get("ENGAGE_ROBOTS_CACHE_HOURS", "24")),
-        unmatched_retention_days=int(env.get("ENGAGE_UNMATCHED_RETENTION_DAYS", "365")),
-        warehouse_wait_seconds=float(env.get("ENGAGE_WAREHOUSE_WAIT_SECONDS", "60")),
-        freshness_days=int(env.get("ENGAGE_FRESHNESS_DAYS", "2")),
-        quality_min_ratio=float(env.get("ENGAGE_QUALITY_MIN_RATIO", "0.3")),
+        raw_retention_days=_number(env, "ENGAGE_RAW_RETENTION_DAYS", int, "90"),
+        robots_cache_hours=_number(env, "ENGAGE_ROBOTS_CACHE_HOURS", float, "24"),
+        unmatched_retention_days=_number(env, "ENGAGE_UNMATCHED_RETENTION_DAYS", int, "365"),
+        warehouse_wait_seconds=_number(env, "ENGAGE_WAREHOUSE_WAIT_SECONDS", float, "60"),
+        freshness_days=_number(env, "ENGAGE_FRESHNESS_DAYS", int, "2"),
+        quality_min_ratio=_number(env, "ENGAGE_QUALITY_MIN_RATIO", float, "0.3"),
     )

@@ -73,3 +73,25 @@ def test_bad_date_is_a_usage_error(env: Path) -> None:
     result = CliRunner().invoke(main, ["run", "--date", "20-11-2026"])
     assert result.exit_code == 2
     assert "YYYY-MM-DD" in result.output
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("ENGAGE_ROBOTS_CACHE_HOURS", "a day", "expected a number"),
+        ("ENGAGE_RAW_RETENTION_DAYS", "-1", "expected a whole number"),
+        ("ENGAGE_FRESHNESS_DAYS", "2.5", "expected a whole number"),
+        ("ENGAGE_HTTP_TIMEOUT", "nan", "expected a number"),
+    ],
+)
+def test_a_bad_numeric_setting_is_a_one_line_error_naming_it(
+    env: Path, monkeypatch: pytest.MonkeyPatch, name: str, value: str, expected: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    for command in (["run"], ["summary"], ["raw", "prune"]):
+        result = CliRunner().invoke(main, command)
+        assert result.exit_code == 2, (command, result.output)
+        assert f"error: {name}={value!r}: {expected}" in result.output
+        assert "Traceback" not in result.output
+    monkeypatch.setenv(name, "3")
+    assert load_settings()  # a good value loads
