@@ -12,6 +12,12 @@ Layout, under ``$ENGAGE_HOME/raw/<run date>/<source>/``:
   response has the first attempt's (folders landed before kept it in a
   ``context.json``, which is still read).
 
+A ``304 Not Modified`` has no body and nothing to re-parse: it is landed
+only beside other responses of the source-day (a rerun's 304, or a 304 to
+one page of a source whose other pages answered). A source whose answers of
+the day are all 304 lands nothing -- its ``collection_run`` row records the
+status and time -- so a day on which nothing changed creates no files.
+
 The date is the run's logical date, so ``engage reparse --date D`` finds
 what the run for D fetched. Files are written to a temporary name and
 renamed, the body before its metadata, so a metadata file always has its
@@ -61,6 +67,7 @@ log = logging.getLogger(__name__)
 
 DAY_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 CONTEXT_FILE = "context.json"
+NOTHING_LANDED_HINT = " (a source whose answers were all 304 Not Modified lands nothing: nothing to re-parse)"
 _sequence = itertools.count()
 
 
@@ -88,6 +95,7 @@ class RawLanding:
         self.written = 0
         self.context: dict[str, str | None] | None = None
         self._folder_made = False
+        self._held: list[HttpResponse] = []  # 304s, until something else of the day lands
 
     def set_context(self, etag: str | None, last_modified: str | None, watermark: str | None) -> None:
         """The cursor the source starts from, kept in each response's metadata
@@ -96,8 +104,17 @@ class RawLanding:
 
     def __call__(self, resp: HttpResponse) -> None:
         if not self._folder_made:
+            if resp.not_modified and not self.folder.is_dir():
+                self._held.append(resp)  # nothing of this source-day landed yet
+                return
             self.folder.mkdir(parents=True, exist_ok=True)
             self._folder_made = True
+            held, self._held = self._held, []
+            for earlier in held:
+                self._write(earlier)
+        self._write(resp)
+
+    def _write(self, resp: HttpResponse) -> None:
         stem = f"{resp.fetched_at.astimezone(UTC):%H%M%S%f}-{os.getpid()}-{next(_sequence):06d}"
         body_name = f"{stem}.body.gz" if resp.body else None  # a 304 has no body to keep
         if body_name is not None:
@@ -322,11 +339,13 @@ def reparse_day(
         if missing:
             raise RawError(
                 f"{day_dir(settings.raw_dir, run_date)}: no raw responses for "
-                f"{', '.join(map(repr, missing))} on {run_date}"
+                f"{', '.join(map(repr, missing))} on {run_date}{NOTHING_LANDED_HINT}"
             )
     else:
         if not available:
-            raise RawError(f"{day_dir(settings.raw_dir, run_date)}: no raw responses for {run_date}")
+            raise RawError(
+                f"{day_dir(settings.raw_dir, run_date)}: no raw responses for {run_date}{NOTHING_LANDED_HINT}"
+            )
         configured = {s.name for s in config.sources}
         for name in available:
             if name not in configured:

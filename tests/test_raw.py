@@ -18,7 +18,16 @@ from engage import pipeline
 from engage.cli import main
 from engage.config import load_sources
 from engage.errors import FetchError
-from engage.raw import NotLanded, RawLanding, ReplayClient, prune_raw, read_context, source_dir
+from engage.raw import (
+    NotLanded,
+    RawError,
+    RawLanding,
+    ReplayClient,
+    prune_raw,
+    read_context,
+    reparse_day,
+    source_dir,
+)
 from engage.warehouse.schema import author, content_item, engagement_observation, source
 
 DAY = date(2026, 11, 20)
@@ -238,6 +247,34 @@ def test_a_304_is_landed_without_a_body_and_the_days_first_cursor_is_kept(
     assert len(list(folder.glob("*.body.gz"))) == 1
     assert read_context(folder) == {"etag": None, "last_modified": None, "watermark": "w0"}
     assert ReplayClient(folder).get(httpserver.url_for("/feed.xml")).body == FEED.encode()
+
+
+def test_a_source_whose_answers_are_all_304_lands_nothing_but_a_later_answer_brings_its_304(
+    tmp_path: Path, httpserver: HTTPServer
+) -> None:
+    httpserver.expect_request("/feed.xml").respond_with_data("", status=304)
+    httpserver.expect_request("/other.xml").respond_with_data(FEED, headers={"ETag": '"o1"'})
+    quiet = RawLanding(tmp_path / "raw", DAY, "quiet")
+    HttpClient(retries=0, on_response=quiet).get(httpserver.url_for("/feed.xml"), etag='"e1"')
+    assert not (tmp_path / "raw").exists() and quiet.written == 0
+
+    mixed = RawLanding(tmp_path / "raw", DAY, "mixed")  # a 304 page, then one that changed
+    client = HttpClient(retries=0, on_response=mixed)
+    client.get(httpserver.url_for("/feed.xml"), etag='"e1"')
+    client.get(httpserver.url_for("/other.xml"))
+    folder = source_dir(tmp_path / "raw", DAY, "mixed")
+    metas = sorted((json.loads(p.read_text()) for p in folder.glob("*.json")), key=lambda m: m["fetched_at"])
+    assert [m["status"] for m in metas] == [304, 200]
+    assert ReplayClient(folder).get(httpserver.url_for("/feed.xml"), etag='"e1"').status == 304
+
+
+def test_reparse_of_a_day_without_landed_responses_says_why(
+    tmp_path: Path, write_sources, settings_for
+) -> None:
+    path = write_sources('sources:\n  - {name: quiet, kind: rss, url: "http://127.0.0.1:9/feed.xml"}\n')
+    settings = settings_for(f"sqlite:///{tmp_path / 'w.db'}", sources=path)
+    with pytest.raises(RawError, match="all 304 Not Modified lands nothing"):
+        reparse_day(settings, load_sources(path), DAY)
 
 
 def test_a_context_json_of_an_older_layout_is_still_read(tmp_path: Path) -> None:
