@@ -16,8 +16,8 @@ to read the answer:
   per-host rate and concurrency limits shared by every client of a run;
 - optional ``SessionPool``: the clients of one run share their requests
   sessions, so a host's connections are kept alive across its sources and
-  its robots.txt, and the environment's proxy settings are read once per
-  host instead of on every request.
+  its robots.txt, and the environment's proxy settings and ``~/.netrc`` are
+  read once per host instead of on every request.
 
 Any other 4xx, and a 429/5xx that is still failing after the retries, raise
 ``FetchError`` with the status and URL.
@@ -36,8 +36,10 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import requests
+import requests.auth
 from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
+from requests.utils import get_netrc_auth
 from urllib3.util.retry import Retry
 
 from collectors.politeness import DEFAULT_MAX_CONCURRENCY  # connections kept per host
@@ -111,19 +113,43 @@ def full_url(url: str, params: Mapping[str, Any] | None = None) -> str:
     return requests.Request("GET", url, params=params).prepare().url or url
 
 
+class _NoAuth(requests.auth.AuthBase):
+    """No credentials: what a host without a ~/.netrc entry gets."""
+
+    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
+        return r
+
+
+_NO_AUTH = _NoAuth()
+
+
 class _Session(requests.Session):
     """A requests session that reads the environment once per scheme and host.
 
     requests looks at every environment variable (proxies, ``NO_PROXY``, CA
-    bundles) on every request; a run of a thousand sources did that two
-    thousand times. The answer only depends on the URL's scheme and host and
-    the environment, which does not change during a run.
+    bundles) and for a ``~/.netrc`` entry on every request; a run of a
+    thousand sources did that thousands of times. The answer only depends on
+    the URL's scheme and host and the environment, which does not change
+    during a run.
     """
 
     def __init__(self) -> None:
         super().__init__()
         self._environment: dict[tuple[Any, ...], dict[str, Any]] = {}
         self._environment_lock = threading.Lock()
+        self._netrc: dict[tuple[str, str], Any] = {}
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
+        # requests looks for a ~/.netrc entry on every request that has no auth;
+        # the answer depends on the scheme and host only, so ask once per host.
+        if self.trust_env and not self.auth and not kwargs.get("auth") and len(args) < 6:
+            parts = urlsplit(url if isinstance(url, str) else url.decode())
+            key = (parts.scheme, parts.netloc)
+            auth = self._netrc.get(key)
+            if auth is None:
+                auth = self._netrc[key] = get_netrc_auth(parts.geturl()) or _NO_AUTH
+            kwargs["auth"] = auth
+        return super().request(method, url, *args, **kwargs)
 
     def merge_environment_settings(
         self, url: str | None, proxies: Any, stream: Any, verify: Any, cert: Any

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import time
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from pytest_httpserver import HTTPServer
@@ -169,3 +172,23 @@ def test_proxies_from_the_environment_are_still_used(
     for _ in range(2):  # the second request takes the settings kept for the host
         assert client.get("http://feeds.example.invalid/feed.xml").body == b"via the proxy"
     assert [r.headers["Host"] for r, _ in httpserver.log] == ["feeds.example.invalid"] * 2
+
+
+def test_a_netrc_entry_is_still_sent_to_its_host_only(
+    httpserver: HTTPServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The session looks ~/.netrc up once per host, but looks: its login goes to that host alone."""
+    url = httpserver.url_for("/private.xml")
+    host = urlsplit(url).hostname
+    other = {"localhost": "127.0.0.1", "127.0.0.1": "localhost"}[host]
+    netrc = tmp_path / "netrc"
+    netrc.write_text(f"machine {host} login reader password s3cret\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    httpserver.expect_request("/private.xml").respond_with_data("members only")
+    client = HttpClient(retries=0)
+    for _ in range(2):
+        assert client.get(url).body == b"members only"
+    assert client.get(url.replace(host, other)).body == b"members only"
+    sent = [r.headers.get("Authorization") for r, _ in httpserver.log]
+    assert sent == ["Basic " + base64.b64encode(b"reader:s3cret").decode()] * 2 + [None]
