@@ -52,7 +52,7 @@ def collect(ctx: CollectContext) -> CollectResult:
             last_modified=resp.headers.get("Last-Modified") or ctx.last_modified,
             requests=resp.attempts,
         )
-    result = ctx.parse(parse_feed, resp.body, dict(resp.headers), url=resp.url)
+    result = parse_feed(resp.body, dict(resp.headers), url=resp.url)
     result.http_status = resp.status
     result.etag = resp.headers.get("ETag")
     result.last_modified = resp.headers.get("Last-Modified")

@@ -614,7 +614,7 @@ def _thread_list(harvest: Harvest, settings: ForumSettings, start: str, max_page
     while url and pages < max_pages and url not in seen:
         seen.add(url)
         body, headers = _fetch(harvest, url)
-        links, url = harvest.ctx.parse(parse_thread_list, body, headers, page_url=url, settings=settings)
+        links, url = parse_thread_list(body, headers, page_url=url, settings=settings)
         pages += 1
         if url and not _same_host(url, start):
             harvest.warn(f"{start}: next list page {clean_reason(url, 200)} is on another host; not followed")
@@ -648,8 +648,8 @@ def _collect_thread(
                 raise
             harvest.warn(f"{url}: thread page skipped, {exc.reason}")
             break
-        page = ctx.parse(  # on a parser process when the run has them (collectors.parsing)
-            parse_thread_page, body, headers, page_url=url, thread_id=thread.url, first_page=pages == 0,
+        page = parse_thread_page(
+            body, headers, page_url=url, thread_id=thread.url, first_page=pages == 0,
             first_post=first_post, settings=settings, run_date=ctx.run_date,
         )  # fmt: skip
         first_post = page.first_post

@@ -56,7 +56,7 @@ PROCESSES_OPTION = click.option(
     type=int,
     default=None,
     show_default="the CPUs (at most 4) from 100 sources on, else 1",
-    help="Worker processes that parse what the --workers threads fetch (started on the first parse).",
+    help="Worker processes the hosts are split among; each fetches and parses its hosts on its share of the --workers threads.",
 )
 
 

@@ -226,6 +226,22 @@ class CollectionRuns:
             finally:
                 self._flushing.release()
 
+    def fail_unfinished(self, states: list[SourceState], reason: str) -> None:
+        """End as ``failed`` the rows of ``states`` still ``running``: the process
+        collecting them died before their ends were written. The sources'
+        cursors and failure counts stay as they were."""
+        if not states:
+            return
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(collection_run)
+                .where(
+                    collection_run.c.run_id.in_([s.run_id for s in states]),
+                    collection_run.c.status == "running",
+                )
+                .values(status="failed", finished_at=datetime.now(UTC), error=reason[:MAX_ERROR])
+            )
+
     def flush(self) -> None:
         """Write every end not written yet."""
         with self._flushing:

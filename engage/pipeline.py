@@ -23,10 +23,12 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import multiprocessing
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +37,6 @@ from sqlalchemy import Engine, func, select, update
 from collectors import collector_for
 from collectors.base import CollectContext
 from collectors.http import HttpClient, SessionPool
-from collectors.parsing import ParserPool, parse_inline
 from collectors.politeness import Politeness, RobotsCache, SourcePolicy, run_by_host
 from collectors.records import CollectResult
 from engage.collection_runs import CollectionRuns, SourceState
@@ -225,7 +226,6 @@ def _collect_one(
     client_factory: Callable[..., HttpClient] = make_client,
     politeness: Politeness,
     sessions: SessionPool | None = None,
-    parser: Callable[..., Any] = parse_inline,
 ) -> CollectOutcome:
     """Fetch and parse one source; stage what there is to load; end its run row."""
     path = staged_path(settings, run_date, src.name)
@@ -242,7 +242,6 @@ def _collect_one(
             last_modified=state.last_modified,
             watermark=state.watermark,
             team=config.team,
-            parser=parser,
         )
         result = collector_for(src.kind)(ctx)
     except Exception as exc:  # noqa: BLE001 - any failure of one source is recorded, not fatal
@@ -416,21 +415,113 @@ def collect_all(
     The sources run on ``max_workers`` threads and share one ``Politeness``
     (robots.txt, per-host limits): at most a host's ``max_concurrency``
     sources run at once, so the sources of a slow host queue among
-    themselves while other hosts go on. Parsing is CPU work, and threads
-    share one core: with ``processes`` > 1 the collectors parse on that many
-    worker processes (``collectors.parsing``), started on the first parse.
-    The run rows are written in batches (``CollectionRuns``). In Airflow each
-    source is its own task (``collect_source``), so this is for ``engage
-    run`` and ``engage collect``.
+    themselves while other hosts go on. Python threads share one core, and
+    fetching (requests) and parsing are both CPU work, so with ``processes``
+    > 1 the hosts are split into that many groups of about equal size, each
+    collected by its own worker process with its share of the threads: a
+    host belongs to one process, so its limits and its robots.txt are still
+    those of one politeness. The run rows are opened here, in one
+    transaction, and ended in batches by the process that collected the
+    source (``CollectionRuns``); a worker process that dies leaves its
+    unfinished sources ``failed``. In Airflow each source is its own task
+    (``collect_source``), so this is for ``engage run`` and ``engage collect``.
     """
     engine = engine or open_warehouse(settings)
     ids = sync_sources(engine, config)
     sources = config.enabled()
     runs = CollectionRuns(engine, run_date, flush_every=RUN_FLUSH_SECONDS)
     states = runs.open({src.name: ids[src.name] for src in sources})
+    groups = host_groups(sources, processes if _can_fork(engine) else 1)
+    if len(groups) <= 1:
+        return _collect_group(settings, config, sources, run_date, states, runs, max_workers)
+
+    workers = max(1, -(-max_workers // len(groups)))  # the threads, shared out
+    context = multiprocessing.get_context("fork")  # starts at once: the modules are loaded
+    started = []
+    for group in groups:
+        receiver, sender = context.Pipe(duplex=False)
+        process = context.Process(
+            target=_collect_group_in_worker,
+            args=(sender, engine, settings, config, group, run_date, states, workers),
+            name=f"engage-collect-{len(started) + 1}",
+            daemon=True,
+        )
+        process.start()
+        sender.close()
+        started.append((process, receiver, group))
+    outcomes: dict[str, CollectOutcome] = {}
+    for process, receiver, group in started:
+        try:
+            answer: list[CollectOutcome] | str = receiver.recv()
+        except EOFError:  # it died without a word: killed, out of memory
+            process.join()
+            answer = f"it ended with exit code {process.exitcode}"
+        process.join()
+        if isinstance(answer, str):  # every other worker goes on: its hosts are its own
+            reason = f"the worker process collecting it failed: {answer}"
+            log.warning("%s sources: %s", len(group), reason)
+            runs.fail_unfinished([states[src.name] for src in group], reason)
+            answer = [CollectOutcome(source=src.name, status="failed", error=reason) for src in group]
+        outcomes.update((o.source, o) for o in answer)
+    return [outcomes[src.name] for src in sources]
+
+
+def host_groups(sources: list[SourceConfig], processes: int) -> list[list[SourceConfig]]:
+    """``sources`` in at most ``processes`` groups of whole hosts, about equal in
+    sources (the biggest hosts placed first, each in the smallest group)."""
+    by_host: dict[str, list[SourceConfig]] = {}
+    for src in sources:
+        by_host.setdefault(src.host, []).append(src)
+    groups: list[list[SourceConfig]] = [[] for _ in range(max(1, min(processes, len(by_host))))]
+    for host_sources in sorted(by_host.values(), key=len, reverse=True):
+        min(groups, key=len).extend(host_sources)
+    return [group for group in groups if group]
+
+
+def _can_fork(engine: Engine) -> bool:
+    """Worker processes need fork (they start with the modules loaded) and a
+    warehouse they can open themselves (not an in-memory SQLite)."""
+    in_memory = engine.url.get_backend_name() == "sqlite" and engine.url.database in (None, "", ":memory:")
+    return "fork" in multiprocessing.get_all_start_methods() and not in_memory
+
+
+def _collect_group_in_worker(
+    answer: Connection,
+    engine: Engine,
+    settings: Settings,
+    config: SourcesConfig,
+    sources: list[SourceConfig],
+    run_date: date,
+    states: dict[str, SourceState],
+    max_workers: int,
+) -> None:
+    """A forked worker's share of ``collect_all``: its outcomes (or why it failed)
+    go back through ``answer``. It opens its own warehouse connections; the
+    parent's, inherited by the fork, are left alone (SQLAlchemy's recipe)."""
+    engine.dispose(close=False)
+    own = make_engine(engine.url.render_as_string(hide_password=False))
+    try:
+        runs = CollectionRuns(own, run_date, flush_every=RUN_FLUSH_SECONDS)
+        answer.send(_collect_group(settings, config, sources, run_date, states, runs, max_workers))
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent, which fails these sources
+        answer.send(f"{type(exc).__name__}: {exc}")
+    finally:
+        answer.close()
+        own.dispose()
+
+
+def _collect_group(
+    settings: Settings,
+    config: SourcesConfig,
+    sources: list[SourceConfig],
+    run_date: date,
+    states: dict[str, SourceState],
+    runs: CollectionRuns,
+    max_workers: int,
+) -> list[CollectOutcome]:
+    """``sources`` on ``max_workers`` threads of this process, with one politeness."""
     sessions = SessionPool()
     politeness = make_politeness(settings, config, sessions=sessions)
-    parsers = ParserPool(processes) if processes > 1 else None
 
     def one(src: SourceConfig) -> CollectOutcome:
         try:
@@ -443,7 +534,6 @@ def collect_all(
                 runs,
                 politeness=politeness,
                 sessions=sessions,
-                parser=parsers or parse_inline,
             )
         except SourceFailed as exc:
             return CollectOutcome(source=src.name, status="failed", error=exc.reason)
@@ -457,8 +547,6 @@ def collect_all(
             max_workers=max_workers,
         )
     finally:
-        if parsers is not None:
-            parsers.close()
         sessions.close()
         runs.flush()
 
@@ -469,7 +557,7 @@ PROCESSES_FROM_SOURCES = 100
 
 
 def default_processes(config: SourcesConfig, asked: int | None = None) -> int:
-    """``asked``, or the CPUs (at most 4) for 100 sources or more, else 1 (parse inline)."""
+    """``asked``, or the CPUs (at most 4) for 100 sources or more, else 1 (one process)."""
     if asked is not None:
         return max(1, asked)
     if len(config.enabled()) < PROCESSES_FROM_SOURCES:

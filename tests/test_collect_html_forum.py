@@ -274,24 +274,3 @@ def test_reruns_never_duplicate_and_robots_is_honoured(
     assert len(errors) == 3 and all(
         "robots.txt disallows" in (e or "") and "/private/threads/staff.1/" in e for e in errors
     )
-
-
-def test_pages_parsed_on_a_parser_process_give_the_same_records_and_errors(
-    realworld: Path, httpserver: HTTPServer
-) -> None:
-    from collectors.parsing import ParserPool
-
-    url = serve(httpserver, "/viewtopic.php", page(realworld, "phpbb_foren.myoos.de.html"), query="t=453")
-    bad = serve(httpserver, "/heizjacken", page(realworld, "smf_werkzeugforum.de.html"))
-    inline = collect(context(url, preset="phpbb", timezone="Europe/Berlin", single_thread=True))
-    with ParserPool(1) as pool:
-        ctx = context(url, preset="phpbb", timezone="Europe/Berlin", single_thread=True)
-        ctx.parser = pool
-        assert collect(ctx) == inline
-        assert pool.started
-        ctx = context(bad, preset="phpbb", single_thread=True)
-        ctx.parser = pool
-        with pytest.raises(
-            ParseError, match=r"/heizjacken: no posts on the thread page \(selector 'div\.post'"
-        ):
-            collect(ctx)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -15,6 +16,7 @@ from werkzeug import Request, Response
 from collectors.politeness import run_by_host
 from engage import pipeline
 from engage.config import load_sources
+from engage.raw import source_dir
 from engage.warehouse.schema import collection_run, content_item, source
 
 DAY = date(2026, 11, 20)
@@ -178,7 +180,7 @@ def test_a_source_that_failed_yesterday_is_retried_today(
     assert items == ["flaky-1"]
 
 
-def test_collect_all_with_parser_processes_loads_everything_and_asks_robots_once_per_host(
+def test_collect_all_on_worker_processes_loads_everything_and_asks_robots_once_per_host(
     engine: Engine,
     loopback_server,
     write_sources,
@@ -199,7 +201,18 @@ def test_collect_all_with_parser_processes_loads_everything_and_asks_robots_once
     config = load_sources(path)
 
     outcomes = pipeline.collect_all(settings, config, DAY, engine=engine, max_workers=4, processes=2)
-    for server in servers:  # one run, one politeness: robots.txt once per host
+    # Each host was collected by one worker process (raw file names carry the pid), in two processes.
+    pids = {
+        h: {
+            p.name.split("-")[1]
+            for i in range(3)
+            for p in source_dir(settings.raw_dir, DAY, f"h{h}s{i}").glob("*.json")
+        }
+        for h in range(3)
+    }
+    assert all(len(p) == 1 for p in pids.values()) and str(os.getpid()) not in set().union(*pids.values())
+    assert len(set().union(*pids.values())) == 2
+    for server in servers:  # one politeness per host: robots.txt once per host
         assert [r.path for r, _ in server.log].count("/robots.txt") == 1
     assert [o.source for o in outcomes] == [s.name for s in config.enabled()]  # the file's order
     assert [o.status for o in outcomes] == ["success"] * 9 + ["failed"]
@@ -210,5 +223,42 @@ def test_collect_all_with_parser_processes_loads_everything_and_asks_robots_once
     with engine.connect() as conn:
         runs = dict(conn.execute(select(source.c.name, collection_run.c.status).join(collection_run)).all())
     assert runs == {o.source: o.status for o in outcomes}  # every run row ended
-    assert pipeline.default_processes(config) == 1  # few sources: parse inline
+    assert pipeline.default_processes(config) == 1  # few sources: one process
     assert pipeline.default_processes(config, 3) == 3
+
+
+def test_a_worker_process_that_dies_fails_its_own_sources_and_the_other_goes_on(
+    engine: Engine,
+    loopback_server,
+    write_sources,
+    settings_for,
+    monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+) -> None:
+    servers = [loopback_server(f"127.0.0.{n}") for n in (1, 2)]
+    lines = []
+    for h, server in enumerate(servers):
+        for i in range(2):
+            server.expect_request(f"/{i}.xml").respond_with_data(
+                FEED.format(name=f"h{h}s{i}"), content_type="application/rss+xml"
+            )
+            lines.append(f'  - {{name: h{h}s{i}, kind: rss, url: "{server.url_for(f"/{i}.xml")}"}}')
+    path = write_sources("sources:\n" + "\n".join(lines) + "\n")
+    settings = settings_for(engine.url.render_as_string(hide_password=False), sources=path)
+    config = load_sources(path)
+    collect_one = pipeline._collect_one
+
+    def dies_on_host_1(*args, **kwargs):  # type: ignore[no-untyped-def]
+        if args[2].name == "h1s1":
+            os._exit(3)  # as the kernel's OOM killer would end it: no goodbye
+        return collect_one(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "_collect_one", dies_on_host_1)  # the forked workers inherit it
+    outcomes = pipeline.collect_all(settings, config, DAY, engine=engine, max_workers=4, processes=2)
+
+    status = {o.source: o.status for o in outcomes}
+    assert status == {"h0s0": "success", "h0s1": "success", "h1s0": "failed", "h1s1": "failed"}
+    assert all("exit code 3" in (o.error or "") for o in outcomes if o.status == "failed")
+    with engine.connect() as conn:
+        runs = dict(conn.execute(select(source.c.name, collection_run.c.status).join(collection_run)).all())
+    assert runs["h0s0"] == "success" and runs["h1s1"] == "failed"  # none left "running"
+    assert runs["h1s0"] in ("success", "failed")  # it may have ended before its process died
