@@ -226,21 +226,32 @@ class CollectionRuns:
             finally:
                 self._flushing.release()
 
-    def fail_unfinished(self, states: list[SourceState], reason: str) -> None:
+    def fail_unfinished(self, states: list[SourceState], reason: str) -> dict[int, Any]:
         """End as ``failed`` the rows of ``states`` still ``running``: the process
         collecting them died before their ends were written. The sources'
-        cursors and failure counts stay as they were."""
+        cursors and failure counts stay as they were. Returns every row of
+        ``states`` as it is now (run id -> status, http_status, items,
+        observations, error): the ends written before it died stay."""
         if not states:
-            return
+            return {}
+        run_ids = [s.run_id for s in states]
         with self.engine.begin() as conn:
             conn.execute(
                 update(collection_run)
-                .where(
-                    collection_run.c.run_id.in_([s.run_id for s in states]),
-                    collection_run.c.status == "running",
-                )
+                .where(collection_run.c.run_id.in_(run_ids), collection_run.c.status == "running")
                 .values(status="failed", finished_at=datetime.now(UTC), error=reason[:MAX_ERROR])
             )
+            rows = conn.execute(
+                select(
+                    collection_run.c.run_id,
+                    collection_run.c.status,
+                    collection_run.c.http_status,
+                    collection_run.c["items"],  # .items is the collection's method
+                    collection_run.c.observations,
+                    collection_run.c.error,
+                ).where(collection_run.c.run_id.in_(run_ids))
+            )
+            return {row.run_id: row._mapping for row in rows}
 
     def flush(self) -> None:
         """Write every end not written yet."""

@@ -424,7 +424,7 @@ def collect_all(
     those of one politeness. The run rows are opened here, in one
     transaction, and ended in batches by the process that collected the
     source (``CollectionRuns``); a worker process that dies leaves its
-    unfinished sources ``failed``. In Airflow each source is its own task
+    unfinished sources ``failed`` (the ends it had written stay). In Airflow each source is its own task
     (``collect_source``), so this is for ``engage run`` and ``engage collect``.
     """
     engine = engine or open_warehouse(settings)
@@ -461,8 +461,20 @@ def collect_all(
         if isinstance(answer, str):  # every other worker goes on: its hosts are its own
             reason = f"the worker process collecting it failed: {answer}"
             log.warning("%s sources: %s", len(group), reason)
-            runs.fail_unfinished([states[src.name] for src in group], reason)
-            answer = [CollectOutcome(source=src.name, status="failed", error=reason) for src in group]
+            rows = runs.fail_unfinished([states[src.name] for src in group], reason)
+            answer = []
+            for src in group:
+                row = rows[states[src.name].run_id]
+                answer.append(
+                    CollectOutcome(
+                        src.name,
+                        row["status"],
+                        row["http_status"],
+                        row["items"] or 0,
+                        row["observations"] or 0,
+                        row["error"],
+                    )  # fmt: skip
+                )
         outcomes.update((o.source, o) for o in answer)
     return [outcomes[src.name] for src in sources]
 
