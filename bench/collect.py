@@ -60,7 +60,7 @@ import sqlite3
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date
 from email.utils import formatdate
@@ -134,26 +134,32 @@ def kind_of(index: int) -> str:
 # --- the loopback servers (in a child process, so they do not share our GIL) --------
 
 
-def _serve(addresses: list[str], sources: int, items: int, latency: float, conn: Any) -> None:
-    bodies: dict[str, tuple[bytes, str]] = {}
+def _answers(sources: int, items: int) -> Callable[[str, str | None], tuple[int, bytes, str | None]]:
+    """What both loopback servers answer: path and If-None-Match -> (status, body, ETag)."""
+    feeds: dict[str, tuple[bytes, str]] = {}
     for index in range(sources):
         path, body = feed_body(index, items)
-        bodies[path] = (body, etag_of(body))
+        feeds[path] = (body, etag_of(body))
+
+    def answer(path: str, if_none_match: str | None) -> tuple[int, bytes, str | None]:
+        if path == "/robots.txt":
+            return 200, ROBOTS, None
+        found = feeds.get(path)
+        if found is None:
+            return 404, b"not found", None
+        body, etag = found
+        return (304, b"", etag) if if_none_match == etag else (200, body, etag)
+
+    return answer
+
+
+def _serve(addresses: list[str], sources: int, items: int, latency: float, conn: Any) -> None:
+    answer = _answers(sources, items)
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
             time.sleep(latency)
-            if self.path == "/robots.txt":
-                return self._send(200, ROBOTS, None)
-            found = bodies.get(self.path)
-            if found is None:
-                return self._send(404, b"not found", None)
-            body, etag = found
-            if self.headers.get("If-None-Match") == etag:
-                return self._send(304, b"", etag)
-            self._send(200, body, etag)
-
-        def _send(self, status: int, body: bytes, etag: str | None) -> None:
+            status, body, etag = answer(self.path, self.headers.get("If-None-Match"))
             self.send_response(status)
             self.send_header("Content-Type", "application/xml" if etag else "text/plain")
             if etag:
@@ -186,29 +192,15 @@ def _serve_uvicorn(addresses: list[str], sources: int, items: int, latency: floa
 
     import uvicorn
 
-    bodies: dict[str, tuple[bytes, bytes]] = {}
-    for index in range(sources):
-        path, body = feed_body(index, items)
-        bodies[path] = (body, etag_of(body).encode())
-    last_modified = LAST_MODIFIED.encode()
+    answer = _answers(sources, items)
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await asyncio.sleep(latency)
-        path = scope["path"]
-        if path == "/robots.txt":
-            status, body, headers = 200, ROBOTS, [(b"content-type", b"text/plain")]
-        elif path in bodies:
-            body, etag = bodies[path]
-            headers = [
-                (b"content-type", b"application/xml"),
-                (b"etag", etag),
-                (b"last-modified", last_modified),
-            ]
-            status = 200
-            if dict(scope["headers"]).get(b"if-none-match") == etag:
-                status, body = 304, b""
-        else:
-            status, body, headers = 404, b"not found", [(b"content-type", b"text/plain")]
+        if_none_match = dict(scope["headers"]).get(b"if-none-match")
+        status, body, etag = answer(scope["path"], if_none_match.decode() if if_none_match else None)
+        headers = [(b"content-type", b"application/xml" if etag else b"text/plain")]
+        if etag:
+            headers += [(b"etag", etag.encode()), (b"last-modified", LAST_MODIFIED.encode())]
         headers.append((b"content-length", str(len(body)).encode()))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
@@ -486,7 +478,7 @@ def main() -> None:
         first, *quiet, third = engage_run(
             root / "engage", urls, workers=args.workers, processes=args.processes
         )
-        second = {**sorted(quiet, key=lambda r: r["seconds"])[len(quiet) // 2]}  # the median
+        second = sorted(quiet, key=lambda r: r["seconds"])[len(quiet) // 2]  # the median
         print(_line(f"engage, first run ({args.workers} threads, {args.processes} worker processes)", first))
         for number, run in enumerate(quiet, 2):
             print(_line(f"engage, run {number} (all 304, robots.txt cached)", run))

@@ -135,20 +135,27 @@ class _Session(requests.Session):
 
     def __init__(self) -> None:
         super().__init__()
-        self._environment: dict[tuple[Any, ...], dict[str, Any]] = {}
-        self._environment_lock = threading.Lock()
-        self._netrc: dict[tuple[str, str], Any] = {}
+        self._per_host: dict[tuple[Any, ...], Any] = {}
+        self._per_host_lock = threading.Lock()
+
+    def _once(self, key: tuple[Any, ...], make: Callable[[], Any]) -> Any:
+        """``make()``'s answer for ``key``, computed on the first ask."""
+        with self._per_host_lock:
+            known = self._per_host.get(key)
+        if known is None:
+            known = make()
+            with self._per_host_lock:
+                self._per_host[key] = known
+        return known
 
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
-        # requests looks for a ~/.netrc entry on every request that has no auth;
-        # the answer depends on the scheme and host only, so ask once per host.
-        if self.trust_env and not self.auth and not kwargs.get("auth") and len(args) < 6:
-            parts = urlsplit(url if isinstance(url, str) else url.decode())
-            key = (parts.scheme, parts.netloc)
-            auth = self._netrc.get(key)
-            if auth is None:
-                auth = self._netrc[key] = get_netrc_auth(parts.geturl()) or _NO_AUTH
-            kwargs["auth"] = auth
+        # requests looks for a ~/.netrc entry on every request without auth; ask once per host.
+        if self.trust_env and not self.auth and not args and not kwargs.get("auth"):
+            text = url if isinstance(url, str) else url.decode()
+            parts = urlsplit(text)
+            kwargs["auth"] = self._once(
+                ("netrc", parts.scheme, parts.netloc), lambda: get_netrc_auth(text) or _NO_AUTH
+            )
         return super().request(method, url, *args, **kwargs)
 
     def merge_environment_settings(
@@ -157,13 +164,10 @@ class _Session(requests.Session):
         if proxies or not self.trust_env or not url:
             return super().merge_environment_settings(url, proxies, stream, verify, cert)
         parts = urlsplit(url)
-        key = (parts.scheme, parts.netloc, stream, verify, cert)
-        with self._environment_lock:
-            known = self._environment.get(key)
-        if known is None:
-            known = super().merge_environment_settings(url, proxies, stream, verify, cert)
-            with self._environment_lock:
-                self._environment[key] = known
+        known = self._once(
+            ("environment", parts.scheme, parts.netloc, stream, verify, cert),
+            lambda: super(_Session, self).merge_environment_settings(url, proxies, stream, verify, cert),
+        )
         return {**known, "proxies": dict(known["proxies"])}
 
 

@@ -226,7 +226,7 @@ class CollectionRuns:
             finally:
                 self._flushing.release()
 
-    def fail_unfinished(self, states: list[SourceState], reason: str) -> dict[int, Any]:
+    def fail_unfinished(self, states: list[SourceState], reason: str) -> dict[int, dict[str, Any]]:
         """End as ``failed`` the rows of ``states`` still ``running``: the process
         collecting them died before their ends were written. The sources'
         cursors and failure counts stay as they were. Returns every row of
@@ -235,6 +235,7 @@ class CollectionRuns:
         if not states:
             return {}
         run_ids = [s.run_id for s in states]
+        ended = ["status", "http_status", "items", "observations", "error"]
         with self.engine.begin() as conn:
             conn.execute(
                 update(collection_run)
@@ -242,16 +243,11 @@ class CollectionRuns:
                 .values(status="failed", finished_at=datetime.now(UTC), error=reason[:MAX_ERROR])
             )
             rows = conn.execute(
-                select(
-                    collection_run.c.run_id,
-                    collection_run.c.status,
-                    collection_run.c.http_status,
-                    collection_run.c["items"],  # .items is the collection's method
-                    collection_run.c.observations,
-                    collection_run.c.error,
-                ).where(collection_run.c.run_id.in_(run_ids))
+                select(collection_run.c.run_id, *(collection_run.c[name] for name in ended)).where(
+                    collection_run.c.run_id.in_(run_ids)
+                )
             )
-            return {row.run_id: row._mapping for row in rows}
+            return {row[0]: dict(zip(ended, row[1:], strict=True)) for row in rows}
 
     def flush(self) -> None:
         """Write every end not written yet."""

@@ -44,7 +44,7 @@ from engage.config import SourceConfig, SourcesConfig
 from engage.errors import EngageError
 from engage.raw import RawLanding
 from engage.settings import Settings
-from engage.warehouse.db import make_engine, require_current, upsert, wait_for_warehouse
+from engage.warehouse.db import is_in_memory, make_engine, require_current, upsert, wait_for_warehouse
 from engage.warehouse.schema import collection_run, content_item, engagement_observation, source
 from transforms.load import load_result
 
@@ -424,8 +424,9 @@ def collect_all(
     those of one politeness. The run rows are opened here, in one
     transaction, and ended in batches by the process that collected the
     source (``CollectionRuns``); a worker process that dies leaves its
-    unfinished sources ``failed`` (the ends it had written stay). In Airflow each source is its own task
-    (``collect_source``), so this is for ``engage run`` and ``engage collect``.
+    unfinished sources ``failed`` (the ends it had written stay). In
+    Airflow each source is its own task (``collect_source``), so this is
+    for ``engage run`` and ``engage collect``.
     """
     engine = engine or open_warehouse(settings)
     ids = sync_sources(engine, config)
@@ -453,28 +454,17 @@ def collect_all(
     outcomes: dict[str, CollectOutcome] = {}
     for process, receiver, group in started:
         try:
-            answer: list[CollectOutcome] | str = receiver.recv()
+            answer: list[CollectOutcome] | str | None = receiver.recv()
         except EOFError:  # it died without a word: killed, out of memory
-            process.join()
-            answer = f"it ended with exit code {process.exitcode}"
+            answer = None
         process.join()
+        if answer is None:
+            answer = f"it ended with exit code {process.exitcode}"
         if isinstance(answer, str):  # every other worker goes on: its hosts are its own
             reason = f"the worker process collecting it failed: {answer}"
             log.warning("%s sources: %s", len(group), reason)
             rows = runs.fail_unfinished([states[src.name] for src in group], reason)
-            answer = []
-            for src in group:
-                row = rows[states[src.name].run_id]
-                answer.append(
-                    CollectOutcome(
-                        src.name,
-                        row["status"],
-                        row["http_status"],
-                        row["items"] or 0,
-                        row["observations"] or 0,
-                        row["error"],
-                    )  # fmt: skip
-                )
+            answer = [CollectOutcome(src.name, **rows[states[src.name].run_id]) for src in group]
         outcomes.update((o.source, o) for o in answer)
     return [outcomes[src.name] for src in sources]
 
@@ -494,8 +484,7 @@ def host_groups(sources: list[SourceConfig], processes: int) -> list[list[Source
 def _can_fork(engine: Engine) -> bool:
     """Worker processes need fork (they start with the modules loaded) and a
     warehouse they can open themselves (not an in-memory SQLite)."""
-    in_memory = engine.url.get_backend_name() == "sqlite" and engine.url.database in (None, "", ":memory:")
-    return "fork" in multiprocessing.get_all_start_methods() and not in_memory
+    return "fork" in multiprocessing.get_all_start_methods() and not is_in_memory(engine.url)
 
 
 def _collect_group_in_worker(

@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Table, create_engine, event, inspect, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import OperationalError
 
 from engage.errors import WarehouseError
@@ -47,15 +47,21 @@ def as_utc(value: datetime | None) -> datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+def is_in_memory(url: str | URL) -> bool:
+    """An in-memory SQLite warehouse: one per connection, nothing another process could open."""
+    parsed = make_url(url)
+    return parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:")
+
+
 def make_engine(url: str) -> Engine:
     """An engine for the warehouse URL; creates the SQLite file's folder."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        in_memory = is_in_memory(parsed)
+        if not in_memory:
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)  # type: ignore[arg-type]
         # Threads beyond the pool's 5 connections get their own (closed when
         # returned) instead of waiting for one: collect_all runs many sources at once.
-        in_memory = parsed.database in (None, "", ":memory:")
         engine = create_engine(url) if in_memory else create_engine(url, max_overflow=-1)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
