@@ -67,7 +67,10 @@ log = logging.getLogger(__name__)
 
 DAY_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 CONTEXT_FILE = "context.json"
-NOTHING_LANDED_HINT = " (a source whose answers were all 304 Not Modified lands nothing: nothing to re-parse)"
+NOTHING_LANDED_HINT = (
+    " (not collected that day, or a source whose answers were all 304 Not Modified lands nothing:"
+    " nothing to re-parse)"
+)
 _sequence = itertools.count()
 
 
