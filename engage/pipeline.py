@@ -11,8 +11,9 @@ order:
    stored with its run row. A failure is recorded (status, HTTP status,
    error, next attempt) and raised as SourceFailed; it never touches the
    other sources. ``collect_all`` does the same for every source at once.
-2. ``load_day``: load every staged file of the day, one transaction per
-   source (upserts, so a rerun replaces and never duplicates). The source's
+2. ``load_day``: load every staged file of the day, many sources per
+   transaction (upserts, so a rerun replaces and never duplicates; a batch
+   that fails is loaded again source by source). The source's
    ETag/Last-Modified/watermark are written in that same transaction.
 3. ``classify_day``, ``build_facts_day``: see ``transforms``.
 4. ``summarize_day``: counts per source for the day, from the warehouse.
@@ -33,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, func, select, update
+from sqlalchemy.exc import OperationalError
 
 from collectors import collector_for
 from collectors.base import CollectContext
@@ -46,7 +48,7 @@ from engage.raw import RawLanding
 from engage.settings import Settings
 from engage.warehouse.db import is_in_memory, make_engine, require_current, upsert, wait_for_warehouse
 from engage.warehouse.schema import collection_run, content_item, engagement_observation, source
-from transforms.load import load_result
+from transforms.load import SourceLoad, load_results
 
 log = logging.getLogger(__name__)
 
@@ -290,43 +292,117 @@ class LoadOutcome:
     observations: int
 
 
+class LoadFailed(EngageError):
+    """Some staged sources could not be loaded; every other source was."""
+
+    def __init__(self, failures: dict[str, str]) -> None:
+        self.failures = failures
+        listed = "; ".join(f"{name}: {reason}" for name, reason in failures.items())
+        super().__init__(f"{len(failures)} source(s) not loaded (their staged files are kept): {listed}")
+
+
+# Sources loaded in one transaction, and the records that close a batch early.
+LOAD_BATCH_SOURCES = 100
+LOAD_BATCH_RECORDS = 20_000
+
+
+@dataclass
+class _Staged:
+    src: SourceConfig
+    path: Path
+    load: SourceLoad
+
+    @property
+    def records(self) -> int:
+        r = self.load.result
+        return len(r.authors) + len(r.items) + len(r.observations) + len(r.referrals)
+
+
 def load_day(
     settings: Settings, config: SourcesConfig, run_date: date, *, engine: Engine | None = None
 ) -> list[LoadOutcome]:
-    """Load every staged result of the day; one transaction per source."""
+    """Load every staged result of the day.
+
+    Sources are loaded in batches (up to ``LOAD_BATCH_SOURCES`` sources or
+    ``LOAD_BATCH_RECORDS`` records), each in one transaction with one
+    statement per table, and a staged file is removed once its batch is
+    committed. When a batch fails, its sources are loaded again one per
+    transaction, so one bad source never holds back the others: the sources
+    that still fail keep their staged files and are named in the
+    ``LoadFailed`` raised at the end. A warehouse that stops answering
+    (``OperationalError``) is raised at once.
+    """
     engine = engine or open_warehouse(settings)
     ids = sync_sources(engine, config)
-    outcomes = []
+    outcomes: list[LoadOutcome] = []
+    failures: dict[str, str] = {}
+    batch: list[_Staged] = []
+    records = 0
     for src in config.enabled():
         path = staged_path(settings, run_date, src.name)
         if not path.exists():
             continue
-        result = _read_staged(path)
-        stamp = now()
-        with engine.begin() as conn:
-            counts = load_result(
-                conn,
-                source_id=ids[src.name],
-                run_date=run_date,
-                result=result,
-                collected_at=stamp,
-                own_source=src.own,
-                team=config.team,
-            )
-            latest = (
-                select(func.max(collection_run.c.run_id))
-                .where(
-                    collection_run.c.source_id == ids[src.name],
-                    collection_run.c.run_date == run_date,
-                )
-                .scalar_subquery()
-            )
-            conn.execute(
-                update(collection_run).where(collection_run.c.run_id == latest).values(loaded_at=stamp)
-            )
-        path.unlink(missing_ok=True)
-        outcomes.append(LoadOutcome(src.name, counts.authors, counts.items, counts.observations))
+        try:
+            result = _read_staged(path)
+        except (OSError, EOFError, ValueError, TypeError, KeyError) as exc:
+            failures[src.name] = f"unreadable staged file {path}: {type(exc).__name__}: {exc}"
+            log.warning("source %s not loaded: %s", src.name, failures[src.name])
+            continue
+        batch.append(_Staged(src, path, SourceLoad(ids[src.name], result, src.own)))
+        records += batch[-1].records
+        if len(batch) >= LOAD_BATCH_SOURCES or records >= LOAD_BATCH_RECORDS:
+            outcomes += _load_batch(engine, config, run_date, batch, failures)
+            batch, records = [], 0
+    outcomes += _load_batch(engine, config, run_date, batch, failures)
+    if failures:
+        raise LoadFailed(failures)
     return outcomes
+
+
+def _load_batch(
+    engine: Engine, config: SourcesConfig, run_date: date, batch: list[_Staged], failures: dict[str, str]
+) -> list[LoadOutcome]:
+    """``batch`` in one transaction; if that fails, one source per transaction."""
+    if not batch:
+        return []
+    try:
+        return _load_together(engine, config, run_date, batch)
+    except OperationalError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - retried source by source below
+        if len(batch) == 1:
+            failures[batch[0].src.name] = f"{type(exc).__name__}: {exc}"
+            log.warning("source %s not loaded: %s", batch[0].src.name, failures[batch[0].src.name])
+            return []
+    outcomes = []
+    for staged in batch:
+        outcomes += _load_batch(engine, config, run_date, [staged], failures)
+    return outcomes
+
+
+def _load_together(
+    engine: Engine, config: SourcesConfig, run_date: date, batch: list[_Staged]
+) -> list[LoadOutcome]:
+    stamp = now()
+    source_ids = [staged.load.source_id for staged in batch]
+    with engine.begin() as conn:
+        counts = load_results(
+            conn, [staged.load for staged in batch], run_date=run_date, collected_at=stamp, team=config.team
+        )
+        latest = (
+            select(func.max(collection_run.c.run_id))
+            .where(collection_run.c.source_id.in_(source_ids), collection_run.c.run_date == run_date)
+            .group_by(collection_run.c.source_id)
+        )
+        conn.execute(
+            update(collection_run).where(collection_run.c.run_id.in_(latest)).values(loaded_at=stamp)
+        )
+    for staged in batch:
+        staged.path.unlink(missing_ok=True)
+    return [
+        LoadOutcome(staged.src.name, c.authors, c.items, c.observations)
+        for staged, c in zip(batch, counts, strict=True)
+    ]
 
 
 @dataclass

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from datetime import date
 
+import pytest
 from pytest_httpserver import HTTPServer
 from sqlalchemy import Engine, func, select
 
+from collectors.records import AuthorRecord, CollectResult, ItemRecord, ObservationRecord
 from engage import pipeline
+from engage.collection_runs import CollectionRuns
 from engage.config import load_sources
 from engage.warehouse.schema import author, collection_run, content_item, engagement_observation, source
 
@@ -156,3 +159,82 @@ def test_failed_load_does_not_store_the_new_etag(
     pipeline.load_day(settings, config, DAY, engine=sqlite_engine)
     with sqlite_engine.connect() as conn:
         assert conn.execute(select(source.c.etag).where(source.c.name == "vendor")).scalar_one() == '"e1"'
+
+
+def _staged_day(name: str, etag: str) -> CollectResult:
+    return CollectResult(
+        http_status=200,
+        etag=etag,
+        authors=[AuthorRecord(f"{name}-a", handle=f"{name}-user")],
+        items=[
+            ItemRecord(f"{name}-{k}", "post", title=f"{name} {k}", author_external_id=f"{name}-a")
+            for k in range(3)
+        ],
+        observations=[ObservationRecord("item", f"{name}-{k}", "likes", float(k)) for k in range(3)],
+    )
+
+
+def test_load_day_loads_in_batches_and_a_bad_source_holds_back_no_other(
+    engine: Engine,
+    warehouse_url: str,
+    write_sources,
+    settings_for,
+    monkeypatch,  # type: ignore[no-untyped-def]
+) -> None:
+    monkeypatch.setattr(pipeline, "LOAD_BATCH_SOURCES", 2)
+    names = [f"s{k}" for k in range(5)]
+    path = write_sources(
+        "sources:\n"
+        + "".join(f"  - {{name: {n}, kind: rss, url: 'https://{n}.example.com/feed'}}\n" for n in names)
+    )
+    settings, config = settings_for(warehouse_url, sources=path), load_sources(path)
+    ids = pipeline.sync_sources(engine, config)
+    CollectionRuns(engine, DAY).open(ids)
+    for n in names:
+        pipeline._write_staged(pipeline.staged_path(settings, DAY, n), _staged_day(n, f'"{n}"'))
+    broken = _staged_day("s2", '"s2"')
+    broken.items.append(ItemRecord(None, "post", title="no id"))  # type: ignore[arg-type]  # NOT NULL in the warehouse
+    pipeline._write_staged(pipeline.staged_path(settings, DAY, "s2"), broken)
+    pipeline.staged_path(settings, DAY, "s4").write_bytes(b"not gzip at all")
+
+    with pytest.raises(pipeline.LoadFailed) as failed:
+        pipeline.load_day(settings, config, DAY, engine=engine)
+    assert sorted(failed.value.failures) == ["s2", "s4"]
+    assert str(pipeline.staged_path(settings, DAY, "s4")) in failed.value.failures["s4"]
+    assert "s2: IntegrityError" in str(failed.value)
+
+    def state() -> dict[str, tuple[int, str | None, bool]]:
+        with engine.connect() as conn:
+            items = dict(
+                conn.execute(
+                    select(source.c.name, func.count(content_item.c.item_id))
+                    .select_from(source.outerjoin(content_item))
+                    .group_by(source.c.name)
+                ).all()
+            )
+            etags = dict(conn.execute(select(source.c.name, source.c.etag)).all())
+            loaded = dict(
+                conn.execute(
+                    select(source.c.name, collection_run.c.loaded_at.is_not(None)).join(collection_run)
+                ).all()
+            )
+        return {n: (items[n], etags[n], loaded[n]) for n in names}
+
+    # The others are loaded with their cursors, each in the batch it was in; the two
+    # that failed keep their staged files, and nothing of s2 was half-written.
+    assert state() == {
+        "s0": (3, '"s0"', True),
+        "s1": (3, '"s1"', True),
+        "s2": (0, None, False),
+        "s3": (3, '"s3"', True),
+        "s4": (0, None, False),
+    }
+    assert [n for n in names if pipeline.staged_path(settings, DAY, n).exists()] == ["s2", "s4"]
+
+    # Fixed and rerun: only what was left is loaded, once.
+    pipeline._write_staged(pipeline.staged_path(settings, DAY, "s2"), _staged_day("s2", '"s2"'))
+    pipeline.staged_path(settings, DAY, "s4").unlink()
+    outcomes = pipeline.load_day(settings, config, DAY, engine=engine)
+    assert [(o.source, o.authors, o.items, o.observations) for o in outcomes] == [("s2", 1, 3, 3)]
+    assert state()["s2"] == (3, '"s2"', True)
+    assert _counts(engine) == (12, 12, 4)

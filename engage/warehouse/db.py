@@ -9,7 +9,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, create_engine, event, inspect, select, tuple_
+from sqlalchemy import Connection, Engine, Table, bindparam, create_engine, event, inspect, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import OperationalError
@@ -206,6 +206,13 @@ def upsert(
     return count
 
 
+@lru_cache(maxsize=64)
+def _lookup_statement(table: Table, id_column: str, key: tuple[str, ...]) -> Any:
+    """``SELECT id, key... WHERE (key...) IN (:keys)``, built once (an expanding parameter)."""
+    cols = [table.c[k] for k in key]
+    return select(table.c[id_column], *cols).where(tuple_(*cols).in_(bindparam("keys", expanding=True)))
+
+
 def lookup_ids(
     conn: Connection,
     table: Table,
@@ -216,9 +223,8 @@ def lookup_ids(
     """Map natural keys to surrogate ids, in chunks of bound parameters."""
     wanted = list(dict.fromkeys(keys))
     found: dict[tuple[Any, ...], int] = {}
-    cols = [table.c[k] for k in key]
+    stmt = _lookup_statement(table, id_column, tuple(key))
     for part in chunks(wanted):
-        stmt = select(table.c[id_column], *cols).where(tuple_(*cols).in_(list(part)))
-        for row in conn.execute(stmt):
+        for row in conn.execute(stmt, {"keys": list(part)}):
             found[tuple(row[1:])] = row[0]
     return found
