@@ -276,8 +276,8 @@ def forget_in_files(
                 continue
             _drop_person(data, needles, set(external_ids))
             tmp = path.with_name(path.name + ".tmp")
-            with gzip.open(tmp, "wt", encoding="utf-8") as fh:
-                json.dump(data, fh)
+            with gzip.open(tmp, "wb", compresslevel=1) as fh:
+                fh.write(json.dumps(data).encode("utf-8"))  # as the pipeline stages it
             os.replace(tmp, path)
             report.files.append(str(path.relative_to(settings.home)))
 
