@@ -26,9 +26,10 @@ Then, in this process and on the same inputs:
 4. **engage, run 5**: all 304 again, with the robots.txt cache emptied,
    as a daily run finds it when the copies are more than 24 hours old;
 5. **requests alone**: the same conditional GETs with nothing but
-   ``requests`` on the same number of threads of one process (no
-   politeness, raw landing, warehouse): what one requests-based process
-   pays for the 304 run on this machine.
+   ``requests`` on the same number of threads, in one process and then
+   with the hosts split over the same worker processes as engage's (no
+   politeness, raw landing, warehouse): what requests itself costs for
+   the 304 run on this machine, the floor of engage's all-304 run.
 
 This machine is shared and its speed changes from hour to hour, so every
 figure is taken in the same run, and the run starts and ends with a
@@ -366,19 +367,47 @@ def etag_of(body: bytes) -> str:
     return '"' + hashlib.sha256(body).hexdigest()[:16] + '"'
 
 
-def requests_floor(urls: list[str], items: int, workers: int) -> float:
+def requests_floor(urls: list[str], items: int, workers: int, processes: int = 1) -> float:
     """Seconds for one conditional GET per URL (each answers 304) with plain requests on
-    ``workers`` threads and one shared session: no politeness, landing or warehouse."""
+    ``workers`` threads, shared out over ``processes`` forked processes with the hosts
+    split among them as ``collect_all`` splits them, one session per process: no
+    politeness, landing or warehouse."""
+    from urllib.parse import urlsplit
+
+    etags = {url: etag_of(feed_body(i, items)[1]) for i, url in enumerate(urls)}
+    by_host: dict[str, list[str]] = {}
+    for url in urls:
+        by_host.setdefault(urlsplit(url).netloc, []).append(url)
+    groups: list[list[str]] = [[] for _ in range(max(1, min(processes, len(by_host))))]
+    for host_urls in sorted(by_host.values(), key=len, reverse=True):
+        min(groups, key=len).extend(host_urls)
+    threads = max(1, -(-workers // len(groups)))
+    if len(groups) == 1:
+        started = time.perf_counter()
+        _conditional_gets(groups[0], etags, threads)
+        return time.perf_counter() - started
+    context = multiprocessing.get_context("fork")
+    started = time.perf_counter()
+    children = [context.Process(target=_conditional_gets, args=(g, etags, threads)) for g in groups]
+    for child in children:
+        child.start()
+    for child in children:
+        child.join()
+    seconds = time.perf_counter() - started
+    if any(child.exitcode for child in children):
+        raise SystemExit("requests alone: a process failed (see above)")
+    return seconds
+
+
+def _conditional_gets(urls: list[str], etags: dict[str, str], threads: int) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     import requests
 
-    etags = {url: etag_of(feed_body(i, items)[1]) for i, url in enumerate(urls)}
     with requests.Session() as session:
         session.mount("http://", requests.adapters.HTTPAdapter(pool_connections=len(urls), pool_maxsize=4))
-        started = time.perf_counter()
-        with ThreadPoolExecutor(workers) as pool:
-            statuses = list(
+        with ThreadPoolExecutor(threads) as pool:
+            statuses = set(
                 pool.map(
                     lambda url: (
                         session.get(url, headers={"If-None-Match": etags[url]}, timeout=30).status_code
@@ -386,10 +415,8 @@ def requests_floor(urls: list[str], items: int, workers: int) -> float:
                     urls,
                 )
             )
-        seconds = time.perf_counter() - started
-    if set(statuses) != {304}:
-        raise SystemExit(f"floor: expected only 304 answers, got {sorted(set(statuses))}")
-    return seconds
+    if statuses != {304}:
+        raise SystemExit(f"requests alone: expected only 304 answers, got {sorted(statuses)}")
 
 
 def calibration() -> float:
@@ -491,6 +518,12 @@ def main() -> None:
         print(
             f"requests alone: the same {len(urls)} conditional GETs, plain requests on {args.workers} threads of one process: {floor:6.2f} s"
         )
+        floor_split = floor
+        if args.processes > 1:
+            floor_split = requests_floor(urls, args.items, args.workers, args.processes)
+            print(
+                f"requests alone, the hosts split over {args.processes} processes as engage splits them: {floor_split:6.2f} s"
+            )
         sample = urls if not args.baseline_sample else urls[: args.baseline_sample]
         base_seconds, base_items = baseline(sample, root / "baseline.db")
         scaled = base_seconds * len(urls) / len(sample)
@@ -505,6 +538,10 @@ def main() -> None:
             f"all-304 run (median) / first run: {second['seconds'] / first['seconds']:.3f} (target < 0.1); "
             f"robots.txt refetched / first run: {third['seconds'] / first['seconds']:.3f}; "
             f"requests alone / first run: {floor / first['seconds']:.3f}"
+        )
+        print(
+            f"all-304 run (median) / requests alone in {args.processes} process(es): {second['seconds'] / floor_split:.2f}; "
+            f"both targets at once need the all-304 run under baseline / 150 = {scaled / 150:.2f} s"
         )
         if args.sweep:
             sweep(urls, root, args.workers, args.processes)

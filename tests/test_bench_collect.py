@@ -25,3 +25,5 @@ def test_the_collection_benchmark_runs_on_a_few_sources(tmp_path: Path, server: 
     assert out.count("{'not_modified': 8}") == 4  # three runs with robots.txt cached, one refetched
     assert "baseline, sequential" in out and "WARNING" not in out  # same items as the baseline
     assert "all-304 run (median) / first run:" in out and "calibration after" in out
+    assert "requests alone, the hosts split over 2 processes" in out  # every 304 answered in both
+    assert "both targets at once need the all-304 run under" in out
