@@ -344,7 +344,7 @@ def load_day(
             continue
         try:
             result = _read_staged(path)
-        except (OSError, EOFError, ValueError, TypeError, KeyError) as exc:
+        except Exception as exc:  # noqa: BLE001 - a bad file is this source's failure, not the load's
             failures[src.name] = f"unreadable staged file {path}: {type(exc).__name__}: {exc}"
             log.warning("source %s not loaded: %s", src.name, failures[src.name])
             continue
