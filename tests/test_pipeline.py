@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 from datetime import date
 
 import pytest
@@ -182,7 +183,7 @@ def test_load_day_loads_in_batches_and_a_bad_source_holds_back_no_other(
     monkeypatch,  # type: ignore[no-untyped-def]
 ) -> None:
     monkeypatch.setattr(pipeline, "LOAD_BATCH_SOURCES", 2)
-    names = [f"s{k}" for k in range(5)]
+    names = [f"s{k}" for k in range(6)]
     path = write_sources(
         "sources:\n"
         + "".join(f"  - {{name: {n}, kind: rss, url: 'https://{n}.example.com/feed'}}\n" for n in names)
@@ -196,10 +197,11 @@ def test_load_day_loads_in_batches_and_a_bad_source_holds_back_no_other(
     broken.items.append(ItemRecord(None, "post", title="no id"))  # type: ignore[arg-type]  # NOT NULL in the warehouse
     pipeline._write_staged(pipeline.staged_path(settings, DAY, "s2"), broken)
     pipeline.staged_path(settings, DAY, "s4").write_bytes(b"not gzip at all")
+    pipeline.staged_path(settings, DAY, "s5").write_bytes(gzip.compress(b"[1, 2]"))  # JSON, not a result
 
     with pytest.raises(pipeline.LoadFailed) as failed:
         pipeline.load_day(settings, config, DAY, engine=engine)
-    assert sorted(failed.value.failures) == ["s2", "s4"]
+    assert sorted(failed.value.failures) == ["s2", "s4", "s5"]
     assert str(pipeline.staged_path(settings, DAY, "s4")) in failed.value.failures["s4"]
     assert "s2: IntegrityError" in str(failed.value)
 
@@ -228,12 +230,14 @@ def test_load_day_loads_in_batches_and_a_bad_source_holds_back_no_other(
         "s2": (0, None, False),
         "s3": (3, '"s3"', True),
         "s4": (0, None, False),
+        "s5": (0, None, False),
     }
-    assert [n for n in names if pipeline.staged_path(settings, DAY, n).exists()] == ["s2", "s4"]
+    assert [n for n in names if pipeline.staged_path(settings, DAY, n).exists()] == ["s2", "s4", "s5"]
 
     # Fixed and rerun: only what was left is loaded, once.
     pipeline._write_staged(pipeline.staged_path(settings, DAY, "s2"), _staged_day("s2", '"s2"'))
     pipeline.staged_path(settings, DAY, "s4").unlink()
+    pipeline.staged_path(settings, DAY, "s5").unlink()
     outcomes = pipeline.load_day(settings, config, DAY, engine=engine)
     assert [(o.source, o.authors, o.items, o.observations) for o in outcomes] == [("s2", 1, 3, 3)]
     assert state()["s2"] == (3, '"s2"', True)
