@@ -26,6 +26,7 @@ Any other 4xx, and a 429/5xx that is still failing after the retries, raise
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -34,12 +35,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 from urllib.parse import urlsplit
+from urllib.request import getproxies
 
 import requests
 import requests.auth
 from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
-from requests.utils import get_netrc_auth
+from requests.utils import NETRC_FILES, get_netrc_auth
 from urllib3.util.retry import Retry
 
 from collectors.politeness import DEFAULT_MAX_CONCURRENCY  # connections kept per host
@@ -130,13 +132,21 @@ class _Session(requests.Session):
     bundles) and for a ``~/.netrc`` entry on every request; a run of a
     thousand sources did that thousands of times. The answer only depends on
     the URL's scheme and host and the environment, which does not change
-    during a run.
+    during a run. Where no proxy is set at all and there is no netrc file
+    (most machines), it does not depend on the host either, and is read once
+    for the session.
     """
 
     def __init__(self) -> None:
         super().__init__()
         self._per_host: dict[tuple[Any, ...], Any] = {}
         self._per_host_lock = threading.Lock()
+        # What requests would find for any host: no proxy (getproxies() also asks
+        # the system's settings on macOS and Windows), no netrc file where it looks.
+        self._proxies_by_host = bool(getproxies())
+        netrc = os.environ.get("NETRC")
+        places = (netrc,) if netrc is not None else tuple(f"~/{name}" for name in NETRC_FILES)
+        self._netrc_by_host = any(os.path.exists(os.path.expanduser(place)) for place in places)
 
     def _once(self, key: tuple[Any, ...], make: Callable[[], Any]) -> Any:
         """``make()``'s answer for ``key``, computed on the first ask."""
@@ -151,11 +161,14 @@ class _Session(requests.Session):
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
         # requests looks for a ~/.netrc entry on every request without auth; ask once per host.
         if self.trust_env and not self.auth and not args and not kwargs.get("auth"):
-            text = url if isinstance(url, str) else url.decode()
-            parts = urlsplit(text)
-            kwargs["auth"] = self._once(
-                ("netrc", parts.scheme, parts.netloc), lambda: get_netrc_auth(text) or _NO_AUTH
-            )
+            if not self._netrc_by_host:
+                kwargs["auth"] = _NO_AUTH
+            else:
+                text = url if isinstance(url, str) else url.decode()
+                parts = urlsplit(text)
+                kwargs["auth"] = self._once(
+                    ("netrc", parts.scheme, parts.netloc), lambda: get_netrc_auth(text) or _NO_AUTH
+                )
         return super().request(method, url, *args, **kwargs)
 
     def merge_environment_settings(
@@ -163,9 +176,9 @@ class _Session(requests.Session):
     ) -> dict[str, Any]:
         if proxies or not self.trust_env or not url:
             return super().merge_environment_settings(url, proxies, stream, verify, cert)
-        parts = urlsplit(url)
+        where = urlsplit(url)[:2] if self._proxies_by_host else ()
         known = self._once(
-            ("environment", parts.scheme, parts.netloc, stream, verify, cert),
+            ("environment", *where, stream, verify, cert),
             lambda: super(_Session, self).merge_environment_settings(url, proxies, stream, verify, cert),
         )
         return {**known, "proxies": dict(known["proxies"])}

@@ -174,6 +174,45 @@ def test_proxies_from_the_environment_are_still_used(
     assert [r.headers["Host"] for r, _ in httpserver.log] == ["feeds.example.invalid"] * 2
 
 
+def test_without_proxies_or_netrc_the_environment_is_read_once_for_every_host(
+    httpserver: HTTPServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No proxy variable and no netrc file: the answer is the same for every host, read once."""
+    import requests.sessions
+
+    import collectors.http as http_module
+
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-such-netrc"))
+    calls = {"environment": 0, "netrc": 0}
+
+    def counted(name: str, real):  # type: ignore[no-untyped-def]
+        def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
+            calls[name] += 1
+            return real(*args, **kwargs)
+
+        return spy
+
+    monkeypatch.setattr(
+        requests.sessions,
+        "get_environ_proxies",
+        counted("environment", requests.sessions.get_environ_proxies),
+    )
+    monkeypatch.setattr(http_module, "get_netrc_auth", counted("netrc", http_module.get_netrc_auth))
+    httpserver.expect_request("/feed.xml").respond_with_data("feed")
+    url = httpserver.url_for("/feed.xml")
+    host = urlsplit(url).hostname
+    other = {"localhost": "127.0.0.1", "127.0.0.1": "localhost"}[host]
+    client = HttpClient(retries=0)
+    for _ in range(3):
+        assert client.get(url).body == b"feed"
+        assert client.get(url.replace(host, other)).body == b"feed"
+    assert calls == {"environment": 1, "netrc": 0}
+    assert [r.headers.get("Authorization") for r, _ in httpserver.log] == [None] * 6
+
+
 def test_a_netrc_entry_is_still_sent_to_its_host_only(
     httpserver: HTTPServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
