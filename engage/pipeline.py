@@ -292,15 +292,6 @@ class LoadOutcome:
     observations: int
 
 
-class LoadFailed(EngageError):
-    """Some staged sources could not be loaded; every other source was."""
-
-    def __init__(self, failures: dict[str, str]) -> None:
-        self.failures = failures
-        listed = "; ".join(f"{name}: {reason}" for name, reason in failures.items())
-        super().__init__(f"{len(failures)} source(s) not loaded (their staged files are kept): {listed}")
-
-
 # Sources loaded in one transaction, and the records that close a batch early.
 LOAD_BATCH_SOURCES = 100
 LOAD_BATCH_RECORDS = 20_000
@@ -327,15 +318,15 @@ def load_day(
     ``LOAD_BATCH_RECORDS`` records), each in one transaction with one
     statement per table, and a staged file is removed once its batch is
     committed. When a batch fails, its sources are loaded again one per
-    transaction, so one bad source never holds back the others: the sources
-    that still fail keep their staged files and are named in the
-    ``LoadFailed`` raised at the end. A warehouse that stops answering
-    (``OperationalError``) is raised at once.
+    transaction, so one bad source never holds back the others: a source
+    that still fails keeps its staged file, and the reason is written to
+    its run row (``collection_run.load_error``), where ``summarize_day``
+    shows it as ``not_loaded``; the next load of the day retries it. A
+    warehouse that stops answering (``OperationalError``) is raised at once.
     """
     engine = engine or open_warehouse(settings)
     ids = sync_sources(engine, config)
     outcomes: list[LoadOutcome] = []
-    failures: dict[str, str] = {}
     batch: list[_Staged] = []
     records = 0
     for src in config.enabled():
@@ -345,22 +336,44 @@ def load_day(
         try:
             result = _read_staged(path)
         except Exception as exc:  # noqa: BLE001 - a bad file is this source's failure, not the load's
-            failures[src.name] = f"unreadable staged file {path}: {type(exc).__name__}: {exc}"
-            log.warning("source %s not loaded: %s", src.name, failures[src.name])
+            reason = f"unreadable staged file {path}: {type(exc).__name__}: {exc}"
+            _record_load_failure(engine, src.name, ids[src.name], run_date, reason)
             continue
         batch.append(_Staged(src, path, SourceLoad(ids[src.name], result, src.own)))
         records += batch[-1].records
         if len(batch) >= LOAD_BATCH_SOURCES or records >= LOAD_BATCH_RECORDS:
-            outcomes += _load_batch(engine, config, run_date, batch, failures)
+            outcomes += _load_batch(engine, config, run_date, batch)
             batch, records = [], 0
-    outcomes += _load_batch(engine, config, run_date, batch, failures)
-    if failures:
-        raise LoadFailed(failures)
+    outcomes += _load_batch(engine, config, run_date, batch)
     return outcomes
 
 
+# A load error kept in the run row is cut to this many characters.
+MAX_LOAD_ERROR = 2_000
+
+
+def _record_load_failure(engine: Engine, name: str, source_id: int, run_date: date, reason: str) -> None:
+    """The source's latest run row of the day says why it was not loaded."""
+    log.error("source %s not loaded: %s", name, reason)
+    with engine.begin() as conn:
+        conn.execute(
+            update(collection_run)
+            .where(collection_run.c.run_id.in_(_latest_runs([source_id], run_date)))
+            .values(load_error=reason[:MAX_LOAD_ERROR])
+        )
+
+
+def _latest_runs(source_ids: list[int], run_date: date) -> Any:
+    """The run id of each source's latest attempt of ``run_date``."""
+    return (
+        select(func.max(collection_run.c.run_id))
+        .where(collection_run.c.source_id.in_(source_ids), collection_run.c.run_date == run_date)
+        .group_by(collection_run.c.source_id)
+    )
+
+
 def _load_batch(
-    engine: Engine, config: SourcesConfig, run_date: date, batch: list[_Staged], failures: dict[str, str]
+    engine: Engine, config: SourcesConfig, run_date: date, batch: list[_Staged]
 ) -> list[LoadOutcome]:
     """``batch`` in one transaction; if that fails, one source per transaction."""
     if not batch:
@@ -371,12 +384,13 @@ def _load_batch(
         raise
     except Exception as exc:  # noqa: BLE001 - retried source by source below
         if len(batch) == 1:
-            failures[batch[0].src.name] = f"{type(exc).__name__}: {exc}"
-            log.warning("source %s not loaded: %s", batch[0].src.name, failures[batch[0].src.name])
+            staged = batch[0]
+            reason = f"{type(exc).__name__}: {exc}"
+            _record_load_failure(engine, staged.src.name, staged.load.source_id, run_date, reason)
             return []
     outcomes = []
     for staged in batch:
-        outcomes += _load_batch(engine, config, run_date, [staged], failures)
+        outcomes += _load_batch(engine, config, run_date, [staged])
     return outcomes
 
 
@@ -384,18 +398,14 @@ def _load_together(
     engine: Engine, config: SourcesConfig, run_date: date, batch: list[_Staged]
 ) -> list[LoadOutcome]:
     stamp = now()
-    source_ids = [staged.load.source_id for staged in batch]
     with engine.begin() as conn:
         counts = load_results(
             conn, [staged.load for staged in batch], run_date=run_date, collected_at=stamp, team=config.team
         )
-        latest = (
-            select(func.max(collection_run.c.run_id))
-            .where(collection_run.c.source_id.in_(source_ids), collection_run.c.run_date == run_date)
-            .group_by(collection_run.c.source_id)
-        )
         conn.execute(
-            update(collection_run).where(collection_run.c.run_id.in_(latest)).values(loaded_at=stamp)
+            update(collection_run)
+            .where(collection_run.c.run_id.in_(_latest_runs([s.load.source_id for s in batch], run_date)))
+            .values(loaded_at=stamp, load_error=None)
         )
     for staged in batch:
         staged.path.unlink(missing_ok=True)
@@ -420,7 +430,8 @@ class SourceSummary:
 def summarize_day(
     settings: Settings, config: SourcesConfig, run_date: date, *, engine: Engine | None = None
 ) -> list[SourceSummary]:
-    """The latest attempt of each source for the day, with warehouse counts."""
+    """The latest attempt of each source for the day, with warehouse counts.
+    A source collected but not loaded is ``not_loaded``, with the reason."""
     engine = engine or open_warehouse(settings)
     latest = (
         select(collection_run.c.source_id, func.max(collection_run.c.run_id).label("run_id"))
@@ -449,6 +460,7 @@ def summarize_day(
             func.coalesce(items_total.c.n, 0),
             func.coalesce(obs_today.c.n, 0),
             collection_run.c.error,
+            collection_run.c.load_error,
         )
         .select_from(source)
         .join(latest, latest.c.source_id == source.c.source_id, isouter=True)
@@ -463,19 +475,19 @@ def summarize_day(
             SourceSummary(
                 source=r[0],
                 kind=r[1],
-                status=r[2] or "not run",
+                status="not_loaded" if r[8] else r[2] or "not run",
                 http_status=r[3],
                 items_collected=r[4] or 0,
                 items_total=r[5],
                 observations_today=r[6],
-                error=r[7],
+                error=f"collected, not loaded: {r[8]}" if r[8] else r[7],
             )
             for r in conn.execute(stmt)
         ]
 
 
 def failed_sources(summary: list[SourceSummary]) -> list[SourceSummary]:
-    return [s for s in summary if s.status in ("failed", "not run", "running")]
+    return [s for s in summary if s.status in ("failed", "not run", "running", "not_loaded")]
 
 
 def collect_all(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 from datetime import date
 
-import pytest
 from pytest_httpserver import HTTPServer
 from sqlalchemy import Engine, func, select
 
@@ -190,7 +189,12 @@ def test_load_day_loads_in_batches_and_a_bad_source_holds_back_no_other(
     )
     settings, config = settings_for(warehouse_url, sources=path), load_sources(path)
     ids = pipeline.sync_sources(engine, config)
-    CollectionRuns(engine, DAY).open(ids)
+    runs = CollectionRuns(engine, DAY)
+    for state in runs.open(ids).values():  # every source collected: the loads are what differ
+        runs.finished(
+            state, status="success", http_status=200, items=3, observations=3, requests=1, warnings=[]
+        )
+    runs.flush()
     for n in names:
         pipeline._write_staged(pipeline.staged_path(settings, DAY, n), _staged_day(n, f'"{n}"'))
     broken = _staged_day("s2", '"s2"')
@@ -199,11 +203,21 @@ def test_load_day_loads_in_batches_and_a_bad_source_holds_back_no_other(
     pipeline.staged_path(settings, DAY, "s4").write_bytes(b"not gzip at all")
     pipeline.staged_path(settings, DAY, "s5").write_bytes(gzip.compress(b"[1, 2]"))  # JSON, not a result
 
-    with pytest.raises(pipeline.LoadFailed) as failed:
-        pipeline.load_day(settings, config, DAY, engine=engine)
-    assert sorted(failed.value.failures) == ["s2", "s4", "s5"]
-    assert str(pipeline.staged_path(settings, DAY, "s4")) in failed.value.failures["s4"]
-    assert "s2: IntegrityError" in str(failed.value)
+    outcomes = pipeline.load_day(settings, config, DAY, engine=engine)
+    assert [o.source for o in outcomes] == ["s0", "s1", "s3"]
+    summary = {s.source: s for s in pipeline.summarize_day(settings, config, DAY, engine=engine)}
+    assert sorted(s.source for s in pipeline.failed_sources(list(summary.values()))) == ["s2", "s4", "s5"]
+    assert [summary[n].status for n in names] == [
+        "success",
+        "success",
+        "not_loaded",
+        "success",
+        "not_loaded",
+        "not_loaded",
+    ]
+    assert summary["s2"].error.startswith("collected, not loaded: IntegrityError")  # type: ignore[union-attr]
+    assert str(pipeline.staged_path(settings, DAY, "s4")) in summary["s4"].error  # type: ignore[operator]
+    assert "unreadable staged file" in summary["s5"].error  # type: ignore[operator]
 
     def state() -> dict[str, tuple[int, str | None, bool]]:
         with engine.connect() as conn:
@@ -241,4 +255,6 @@ def test_load_day_loads_in_batches_and_a_bad_source_holds_back_no_other(
     outcomes = pipeline.load_day(settings, config, DAY, engine=engine)
     assert [(o.source, o.authors, o.items, o.observations) for o in outcomes] == [("s2", 1, 3, 3)]
     assert state()["s2"] == (3, '"s2"', True)
+    loaded = {s.source: s for s in pipeline.summarize_day(settings, config, DAY, engine=engine)}["s2"]
+    assert (loaded.status, loaded.error) == ("success", None)  # the load error is cleared
     assert _counts(engine) == (12, 12, 4)

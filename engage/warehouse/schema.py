@@ -99,6 +99,8 @@ collection_run = Table(
     Column("requests", Integer, nullable=False, default=0),
     Column("error", Text),
     Column("loaded_at", _tz()),
+    # Why the collected records could not be loaded (migration 0005); cleared by a load.
+    Column("load_error", Text),
     UniqueConstraint("source_id", "started_at", name="uq_collection_run_natural_key"),
     CheckConstraint(
         "status in ('running', 'success', 'not_modified', 'failed', 'skipped')",
