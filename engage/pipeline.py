@@ -336,7 +336,7 @@ def load_day(
         try:
             result = _read_staged(path)
         except Exception as exc:  # noqa: BLE001 - a bad file is this source's failure, not the load's
-            reason = f"unreadable staged file {path}: {type(exc).__name__}: {exc}"
+            reason = f"unreadable staged file ({type(exc).__name__}: {exc}): {path}"
             _record_load_failure(engine, src.name, ids[src.name], run_date, reason)
             continue
         batch.append(_Staged(src, path, SourceLoad(ids[src.name], result, src.own)))
