@@ -372,15 +372,11 @@ def requests_floor(urls: list[str], items: int, workers: int, processes: int = 1
     ``workers`` threads, shared out over ``processes`` forked processes with the hosts
     split among them as ``collect_all`` splits them, one session per process: no
     politeness, landing or warehouse."""
-    from urllib.parse import urlsplit
+    from collectors.politeness import host_of
+    from engage.pipeline import host_groups
 
     etags = {url: etag_of(feed_body(i, items)[1]) for i, url in enumerate(urls)}
-    by_host: dict[str, list[str]] = {}
-    for url in urls:
-        by_host.setdefault(urlsplit(url).netloc, []).append(url)
-    groups: list[list[str]] = [[] for _ in range(max(1, min(processes, len(by_host))))]
-    for host_urls in sorted(by_host.values(), key=len, reverse=True):
-        min(groups, key=len).extend(host_urls)
+    groups = host_groups(urls, processes, host=host_of)
     threads = max(1, -(-workers // len(groups)))
     if len(groups) == 1:
         started = time.perf_counter()

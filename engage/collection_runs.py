@@ -13,6 +13,10 @@ watermark, failures so far) of every source it is given and inserts their
 - ``failed``: the row gets the error and the HTTP status, the source its
   failure count, last error and next-attempt hint.
 
+``load_day`` then marks the latest row of each source it loaded
+(``mark_loaded``, in the load's transaction) or says why it could not
+(``record_load_error``).
+
 With ``flush_every=0`` (one source, as each Airflow task) every end is
 written at once. ``collect_all`` passes a flush interval: the ends of many
 sources are then written together, at most that many seconds late, as one
@@ -32,7 +36,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, bindparam, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, func, insert, select, update
 
 from engage.warehouse.schema import collection_run, source
 
@@ -298,3 +302,31 @@ def _run_end(
         "b_requests": requests,
         "b_error": error[:MAX_ERROR] if error else None,
     }
+
+
+def latest_runs(source_ids: list[int], run_date: date) -> Any:
+    """The run id of each source's latest attempt of ``run_date`` (a subquery)."""
+    return (
+        select(func.max(collection_run.c.run_id))
+        .where(collection_run.c.source_id.in_(source_ids), collection_run.c.run_date == run_date)
+        .group_by(collection_run.c.source_id)
+    )
+
+
+def mark_loaded(conn: Connection, source_ids: list[int], run_date: date, at: datetime) -> None:
+    """The sources' latest rows of the day are loaded (in the load's transaction)."""
+    conn.execute(
+        update(collection_run)
+        .where(collection_run.c.run_id.in_(latest_runs(source_ids, run_date)))
+        .values(loaded_at=at, load_error=None)
+    )
+
+
+def record_load_error(engine: Engine, source_id: int, run_date: date, reason: str) -> None:
+    """The source's latest row of the day says why its records could not be loaded."""
+    with engine.begin() as conn:
+        conn.execute(
+            update(collection_run)
+            .where(collection_run.c.run_id.in_(latest_runs([source_id], run_date)))
+            .values(load_error=reason[:MAX_ERROR])
+        )

@@ -30,10 +30,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from multiprocessing.connection import Connection
+from operator import attrgetter
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import OperationalError
 
 from collectors import collector_for
@@ -41,7 +42,7 @@ from collectors.base import CollectContext
 from collectors.http import HttpClient, SessionPool
 from collectors.politeness import Politeness, RobotsCache, SourcePolicy, run_by_host
 from collectors.records import CollectResult
-from engage.collection_runs import CollectionRuns, SourceState
+from engage.collection_runs import CollectionRuns, SourceState, mark_loaded, record_load_error
 from engage.config import SourceConfig, SourcesConfig
 from engage.errors import EngageError
 from engage.raw import RawLanding
@@ -51,6 +52,8 @@ from engage.warehouse.schema import collection_run, content_item, engagement_obs
 from transforms.load import SourceLoad, load_results
 
 log = logging.getLogger(__name__)
+
+Job = TypeVar("Job")
 
 
 class SourceFailed(EngageError):
@@ -348,28 +351,9 @@ def load_day(
     return outcomes
 
 
-# A load error kept in the run row is cut to this many characters.
-MAX_LOAD_ERROR = 2_000
-
-
 def _record_load_failure(engine: Engine, name: str, source_id: int, run_date: date, reason: str) -> None:
-    """The source's latest run row of the day says why it was not loaded."""
     log.error("source %s not loaded: %s", name, reason)
-    with engine.begin() as conn:
-        conn.execute(
-            update(collection_run)
-            .where(collection_run.c.run_id.in_(_latest_runs([source_id], run_date)))
-            .values(load_error=reason[:MAX_LOAD_ERROR])
-        )
-
-
-def _latest_runs(source_ids: list[int], run_date: date) -> Any:
-    """The run id of each source's latest attempt of ``run_date``."""
-    return (
-        select(func.max(collection_run.c.run_id))
-        .where(collection_run.c.source_id.in_(source_ids), collection_run.c.run_date == run_date)
-        .group_by(collection_run.c.source_id)
-    )
+    record_load_error(engine, source_id, run_date, reason)
 
 
 def _load_batch(
@@ -402,11 +386,7 @@ def _load_together(
         counts = load_results(
             conn, [staged.load for staged in batch], run_date=run_date, collected_at=stamp, team=config.team
         )
-        conn.execute(
-            update(collection_run)
-            .where(collection_run.c.run_id.in_(_latest_runs([s.load.source_id for s in batch], run_date)))
-            .values(loaded_at=stamp, load_error=None)
-        )
+        mark_loaded(conn, [staged.load.source_id for staged in batch], run_date, stamp)
     for staged in batch:
         staged.path.unlink(missing_ok=True)
     return [
@@ -557,13 +537,15 @@ def collect_all(
     return [outcomes[src.name] for src in sources]
 
 
-def host_groups(sources: list[SourceConfig], processes: int) -> list[list[SourceConfig]]:
+def host_groups(
+    sources: list[Job], processes: int, host: Callable[[Job], str] = attrgetter("host")
+) -> list[list[Job]]:
     """``sources`` in at most ``processes`` groups of whole hosts, about equal in
     sources (the biggest hosts placed first, each in the smallest group)."""
-    by_host: dict[str, list[SourceConfig]] = {}
+    by_host: dict[str, list[Job]] = {}
     for src in sources:
-        by_host.setdefault(src.host, []).append(src)
-    groups: list[list[SourceConfig]] = [[] for _ in range(max(1, min(processes, len(by_host))))]
+        by_host.setdefault(host(src), []).append(src)
+    groups: list[list[Job]] = [[] for _ in range(max(1, min(processes, len(by_host))))]
     for host_sources in sorted(by_host.values(), key=len, reverse=True):
         min(groups, key=len).extend(host_sources)
     return [group for group in groups if group]
