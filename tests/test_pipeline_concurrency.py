@@ -263,3 +263,36 @@ def test_a_worker_process_that_dies_fails_its_own_sources_and_the_other_goes_on(
     assert runs == status  # none left "running"; h1s0 as its row says (it may have ended before the death)
     assert status["h1s0"] in ("success", "failed")
     assert all(isinstance(o.items, int) and isinstance(o.observations, int) for o in outcomes)
+
+
+def test_a_collector_that_cannot_be_imported_fails_only_its_own_sources(
+    engine: Engine,
+    loopback_server,
+    write_sources,
+    settings_for,
+    monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+) -> None:
+    """collect_all imports the collectors before its workers start; one that cannot
+    be imported is not fatal there: each of its sources fails with the reason."""
+    import collectors
+
+    monkeypatch.setitem(collectors.KINDS, "vanished", collectors.Kind("collectors.no_such_collector:collect"))
+    server = loopback_server("127.0.0.1")
+    server.expect_request("/ok.xml").respond_with_data(
+        FEED.format(name="ok"), content_type="application/rss+xml"
+    )
+    path = write_sources(
+        "sources:\n"
+        f'  - {{name: ok, kind: rss, url: "{server.url_for("/ok.xml")}"}}\n'
+        f'  - {{name: gone, kind: vanished, url: "{server.url_for("/gone")}"}}\n'
+    )
+    settings = settings_for(engine.url.render_as_string(hide_password=False), sources=path)
+    config = load_sources(path)
+
+    outcomes = {o.source: o for o in pipeline.collect_all(settings, config, DAY, engine=engine, processes=2)}
+
+    assert outcomes["ok"].status == "success" and outcomes["gone"].status == "failed"
+    assert "No module named 'collectors.no_such_collector'" in (outcomes["gone"].error or "")
+    with engine.connect() as conn:
+        runs = dict(conn.execute(select(source.c.name, collection_run.c.status).join(collection_run)).all())
+    assert runs == {"ok": "success", "gone": "failed"}
