@@ -39,6 +39,7 @@ from urllib.request import getproxies
 
 import requests
 import requests.auth
+import requests.cookies
 from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
 from requests.utils import NETRC_FILES, get_netrc_auth
@@ -170,6 +171,46 @@ class _Session(requests.Session):
                     ("netrc", parts.scheme, parts.netloc), lambda: get_netrc_auth(text) or _NO_AUTH
                 )
         return super().request(method, url, *args, **kwargs)
+
+    def prepare_request(self, request: requests.Request) -> requests.PreparedRequest:
+        """requests' own, with a short way for the common request: a GET with
+        no body, no cookies on either side and no session params, auth or hooks.
+
+        requests merges headers, params and two cookie jars generically on every
+        request, with runtime ``Protocol`` checks that are slow on Python 3.11:
+        about a sixth of the CPU of a conditional GET answered 304. The short
+        way gives the same prepared request (headers merged the same way,
+        ``None`` dropping a session header, params encoded by requests,
+        netrc auth as requests finds it); anything else goes the long way.
+        """
+        if (
+            request.cookies
+            or len(self.cookies)
+            or request.files
+            or request.data
+            or request.json is not None
+            or self.params
+            or self.auth
+            or any(self.hooks.values())
+        ):
+            return super().prepare_request(request)
+        url = request.url
+        auth = request.auth
+        if self.trust_env and not auth:
+            auth = get_netrc_auth(url)
+        headers = CaseInsensitiveDict(self.headers)
+        headers.update(request.headers or {})
+        for name in [name for name, value in headers.items() if value is None]:
+            del headers[name]
+        prepared = requests.PreparedRequest()
+        prepared.prepare_method(request.method)
+        prepared.prepare_url(url, request.params or None)
+        prepared.prepare_headers(headers)
+        prepared._cookies = requests.cookies.RequestsCookieJar()  # no Cookie header: both jars are empty
+        prepared.prepare_body(None, None)
+        prepared.prepare_auth(auth, url)
+        prepared.prepare_hooks(request.hooks)
+        return prepared
 
     def merge_environment_settings(
         self, url: str | None, proxies: Any, stream: Any, verify: Any, cert: Any

@@ -231,3 +231,45 @@ def test_a_netrc_entry_is_still_sent_to_its_host_only(
     assert client.get(url.replace(host, other)).body == b"members only"
     sent = [r.headers.get("Authorization") for r, _ in httpserver.log]
     assert sent == ["Basic " + base64.b64encode(b"reader:s3cret").decode()] * 2 + [None]
+
+
+@pytest.mark.parametrize(
+    "request_kw",
+    [
+        {"headers": {"If-None-Match": '"v1"'}},
+        {"params": {"page": 2, "q": "a b"}, "headers": {"Accept": "application/json"}},
+        {"headers": {"User-Agent": None, "Authorization": "Bearer t"}},  # None drops a session header
+        {"url": "http://reader:s3cret@feeds.example.invalid/feed.xml"},  # credentials in the URL
+        {"auth": ("reader", "s3cret")},
+        {"cookies": {"session": "abc"}},  # the long way
+        {"params": [("tag", "a"), ("tag", "b")], "data": {"x": "1"}, "method": "POST"},  # the long way
+    ],
+)
+def test_the_session_prepares_requests_as_requests_does(request_kw: dict[str, object]) -> None:
+    """The short way of ``_Session.prepare_request`` gives what requests' own gives."""
+    import requests
+
+    from collectors.http import _Session
+
+    kw = {"method": "GET", "url": "http://feeds.example.invalid/feed.xml?lang=en", **request_kw}
+    ours, theirs = _Session(), requests.Session()
+    for session in (ours, theirs):
+        session.trust_env = False  # no netrc from the machine running the tests
+        session.headers["User-Agent"] = "engage-test/1"
+    mine = ours.prepare_request(requests.Request(**kw))  # type: ignore[arg-type]
+    reference = requests.Session.prepare_request(theirs, requests.Request(**kw))  # type: ignore[arg-type]
+    assert (mine.method, mine.url, mine.body) == (reference.method, reference.url, reference.body)
+    assert dict(mine.headers) == dict(reference.headers)
+
+
+def test_a_cookie_set_by_a_host_is_sent_back_to_it(httpserver: HTTPServer) -> None:
+    """Once the session holds a cookie, requests take requests' own way, which sends it."""
+    httpserver.expect_request("/login").respond_with_response(
+        Response("ok", headers={"Set-Cookie": "session=abc; Path=/"})
+    )
+    httpserver.expect_request("/feed.xml").respond_with_data("feed")
+    client = HttpClient(retries=0)
+    client.get(httpserver.url_for("/feed.xml"))
+    client.get(httpserver.url_for("/login"))
+    client.get(httpserver.url_for("/feed.xml"))
+    assert [r.headers.get("Cookie") for r, _ in httpserver.log] == [None, None, "session=abc"]
