@@ -238,6 +238,7 @@ def test_a_netrc_entry_is_still_sent_to_its_host_only(
     [
         {"headers": {"If-None-Match": '"v1"'}},
         {"params": {"page": 2, "q": "a b"}, "headers": {"Accept": "application/json"}},
+        {"params": [("tag", "a"), ("tag", "b")]},
         {"headers": {"User-Agent": None, "Authorization": "Bearer t"}},  # None drops a session header
         {"url": "http://reader:s3cret@feeds.example.invalid/feed.xml"},  # credentials in the URL
         {"auth": ("reader", "s3cret")},
