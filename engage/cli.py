@@ -47,8 +47,9 @@ RUN_DATE_OPTION = click.option(
 )
 WORKERS_OPTION = click.option(
     "--workers",
-    default=64,
-    show_default=True,
+    type=int,
+    default=None,
+    show_default="64, or one per 4 sources up to 256",
     help="Sources fetched at once (threads; each host still gets at most its max_concurrency).",
 )
 PROCESSES_OPTION = click.option(
@@ -192,7 +193,7 @@ def _report_failures(summary: list[Any]) -> None:
 @click.option("--source", "names", multiple=True, help="Only these sources (repeatable).")
 @WORKERS_OPTION
 @PROCESSES_OPTION
-def collect(run_date: date, names: tuple[str, ...], workers: int, processes: int | None) -> None:
+def collect(run_date: date, names: tuple[str, ...], workers: int | None, processes: int | None) -> None:
     """Collect sources for a day and load them into the warehouse."""
     from dataclasses import replace
 
@@ -210,7 +211,7 @@ def collect(run_date: date, names: tuple[str, ...], workers: int, processes: int
             config,
             run_date,
             engine=engine,
-            max_workers=workers,
+            max_workers=pipeline.default_workers(config, workers),
             processes=pipeline.default_processes(config, processes),
         )
         pipeline.load_day(settings, config, run_date, engine=engine)
@@ -227,7 +228,7 @@ def collect(run_date: date, names: tuple[str, ...], workers: int, processes: int
 @RUN_DATE_OPTION
 @WORKERS_OPTION
 @PROCESSES_OPTION
-def run(run_date: date, workers: int, processes: int | None) -> None:
+def run(run_date: date, workers: int | None, processes: int | None) -> None:
     """The whole daily pipeline without the scheduler (same steps as the DAG)."""
     from engage import pipeline
 
@@ -238,7 +239,7 @@ def run(run_date: date, workers: int, processes: int | None) -> None:
             settings,
             config,
             run_date,
-            max_workers=workers,
+            max_workers=pipeline.default_workers(config, workers),
             processes=pipeline.default_processes(config, processes),
         )
     except ConfigError as exc:

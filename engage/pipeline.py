@@ -651,6 +651,24 @@ def default_processes(config: SourcesConfig, asked: int | None = None) -> int:
     return max(1, min(os.cpu_count() or 1, 4))
 
 
+# Fetching threads: at least this many, else one per this many sources, at most the cap.
+WORKERS_AT_LEAST = 64
+SOURCES_PER_WORKER = 4
+WORKERS_AT_MOST = 256
+
+
+def default_workers(config: SourcesConfig, asked: int | None = None) -> int:
+    """``asked``, or 64 fetching threads, or one per four sources when that is
+    more (at most 256). A run answers at best one request per thread per
+    server round trip: on an all-304 day with 1,000 sources on hosts that take
+    200 ms, 64 threads need at least 16 round trips (3.2 s), 250 threads four.
+    Each host still gets at most its ``max_concurrency``."""
+    if asked is not None:
+        return max(1, asked)
+    wanted = len(config.enabled()) // SOURCES_PER_WORKER
+    return max(WORKERS_AT_LEAST, min(wanted, WORKERS_AT_MOST))
+
+
 def previous_day(day: date) -> date:
     return day - timedelta(days=1)
 

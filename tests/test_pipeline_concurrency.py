@@ -227,6 +227,23 @@ def test_collect_all_on_worker_processes_loads_everything_and_asks_robots_once_p
     assert pipeline.default_processes(config, 3) == 3
 
 
+@pytest.mark.parametrize(
+    ("sources", "asked", "threads"), [(10, None, 64), (1000, None, 250), (5000, None, 256), (10, 3, 3)]
+)
+def test_default_fetching_threads_grow_with_the_sources(
+    write_sources,  # type: ignore[no-untyped-def]
+    sources: int,
+    asked: int | None,
+    threads: int,
+) -> None:
+    """64 threads, or one per four sources up to 256, unless --workers says."""
+    lines = [
+        f'  - {{name: s{i}, kind: rss, url: "http://127.0.0.{2 + i % 250}/{i}.xml"}}' for i in range(sources)
+    ]
+    config = load_sources(write_sources("sources:\n" + "\n".join(lines) + "\n"))
+    assert pipeline.default_workers(config, asked) == threads
+
+
 def test_a_worker_process_that_dies_fails_its_own_sources_and_the_other_goes_on(
     engine: Engine,
     loopback_server,
