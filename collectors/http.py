@@ -206,9 +206,8 @@ class _Session(requests.Session):
         prepared.prepare_method(request.method)
         prepared.prepare_url(url, request.params or None)
         prepared.prepare_headers(headers)
-        prepared.prepare_cookies(
-            requests.cookies.RequestsCookieJar()
-        )  # both jars are empty: no Cookie header
+        # Both jars are empty: an empty jar, and no Cookie header.
+        prepared.prepare_cookies(requests.cookies.RequestsCookieJar())
         prepared.prepare_body(None, None)
         prepared.prepare_auth(auth, url)
         prepared.prepare_hooks(request.hooks)
