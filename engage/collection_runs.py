@@ -77,19 +77,37 @@ _FINISH_RUN = (
         error=bindparam("b_error"),
     )
 )
-_SOURCE_SUCCEEDED = (
+# A source's new cursor and health after a success, for executemany with
+# ``source_succeeded`` rows: here for a source with nothing to load, in
+# ``transforms.load`` in the load's transaction. A watermark of None keeps the stored one.
+SOURCE_SUCCEEDED = (
     update(source)
     .where(source.c.source_id == bindparam("b_source_id"))
     .values(
         etag=bindparam("b_etag"),
         last_modified=bindparam("b_last_modified"),
-        watermark=bindparam("b_watermark"),
-        last_success_at=bindparam("b_at"),
+        watermark=func.coalesce(bindparam("b_watermark", type_=source.c.watermark.type), source.c.watermark),
+        last_success_at=bindparam("b_at", type_=source.c.last_success_at.type),
         last_error=None,
         consecutive_failures=0,
         next_attempt_at=None,
     )
 )
+
+
+def source_succeeded(
+    source_id: int, etag: str | None, last_modified: str | None, watermark: str | None, at: datetime
+) -> dict[str, Any]:
+    """The parameters of ``SOURCE_SUCCEEDED`` for one source."""
+    return {
+        "b_source_id": source_id,
+        "b_etag": etag,
+        "b_last_modified": last_modified,
+        "b_watermark": watermark,
+        "b_at": at,
+    }
+
+
 _SOURCE_FAILED = (
     update(source)
     .where(source.c.source_id == bindparam("b_source_id"))
@@ -180,14 +198,7 @@ class CollectionRuns:
         )  # fmt: skip
         succeeded = None
         if cursor is not None:
-            etag, last_modified, watermark = cursor
-            succeeded = {
-                "b_source_id": state.source_id,
-                "b_etag": etag,
-                "b_last_modified": last_modified,
-                "b_watermark": watermark if watermark is not None else state.watermark,
-                "b_at": stamp,
-            }
+            succeeded = source_succeeded(state.source_id, *cursor, stamp)
         self._add(run, succeeded=succeeded)
 
     def failed(self, state: SourceState, reason: str, http_status: int | None) -> None:
@@ -269,7 +280,7 @@ class CollectionRuns:
             with self.engine.begin() as conn:
                 conn.execute(_FINISH_RUN, runs)
                 if succeeded:
-                    conn.execute(_SOURCE_SUCCEEDED, succeeded)
+                    conn.execute(SOURCE_SUCCEEDED, succeeded)
                 if failed:
                     conn.execute(_SOURCE_FAILED, failed)
         except Exception:

@@ -1,4 +1,4 @@
-"""Load one source's collected records into the warehouse, idempotently.
+"""Load sources' collected records into the warehouse, idempotently.
 
 Everything is an upsert on the natural key, inside the caller's
 transaction: loading the same records twice leaves the same rows.
@@ -14,12 +14,13 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import Connection, bindparam, func, update
+from sqlalchemy import Connection
 
 from collectors.records import CollectResult
+from engage.collection_runs import SOURCE_SUCCEEDED, source_succeeded
 from engage.config import TeamConfig
 from engage.warehouse.db import lookup_ids, upsert
-from engage.warehouse.schema import author, content_item, engagement_observation, source
+from engage.warehouse.schema import author, content_item, engagement_observation
 from transforms.decision_makers import is_decision_maker
 
 
@@ -95,27 +96,6 @@ ITEM_UPDATE = (
     "is_ours",
 )
 OBSERVATION_KEY = ("source_id", "subject_type", "subject_external_id", "metric", "observed_date")
-
-
-@lru_cache(maxsize=1)
-def _source_cursor_update() -> Any:
-    """The source row's new cursor and health, for executemany (built once).
-    A watermark of None keeps the stored one."""
-    return (
-        update(source)
-        .where(source.c.source_id == bindparam("b_source_id"))
-        .values(
-            etag=bindparam("b_etag"),
-            last_modified=bindparam("b_last_modified"),
-            watermark=func.coalesce(
-                bindparam("b_watermark", type_=source.c.watermark.type), source.c.watermark
-            ),
-            last_success_at=bindparam("b_collected_at", type_=source.c.last_success_at.type),
-            last_error=None,
-            consecutive_failures=0,
-            next_attempt_at=None,
-        )
-    )
 
 
 def load_result(
@@ -242,15 +222,15 @@ def load_results(
             count.referrals = store_referrals(conn, load.result.referrals)
     if loads:
         conn.execute(
-            _source_cursor_update(),
+            SOURCE_SUCCEEDED,
             [
-                {
-                    "b_source_id": load.source_id,
-                    "b_etag": load.result.etag,
-                    "b_last_modified": load.result.last_modified,
-                    "b_watermark": load.result.watermark,
-                    "b_collected_at": collected_at,
-                }
+                source_succeeded(
+                    load.source_id,
+                    load.result.etag,
+                    load.result.last_modified,
+                    load.result.watermark,
+                    collected_at,
+                )
                 for load in loads
             ],
         )
