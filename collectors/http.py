@@ -25,6 +25,7 @@ Any other 4xx, and a 429/5xx that is still failing after the retries, raise
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import threading
@@ -159,18 +160,13 @@ class _Session(requests.Session):
                 self._per_host[key] = known
         return known
 
-    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
-        # requests looks for a ~/.netrc entry on every request without auth; ask once per host.
-        if self.trust_env and not self.auth and not args and not kwargs.get("auth"):
-            if not self._netrc_by_host:
-                kwargs["auth"] = _NO_AUTH
-            else:
-                text = url if isinstance(url, str) else url.decode()
-                parts = urlsplit(text)
-                kwargs["auth"] = self._once(
-                    ("netrc", parts.scheme, parts.netloc), lambda: get_netrc_auth(text) or _NO_AUTH
-                )
-        return super().request(method, url, *args, **kwargs)
+    def _netrc_auth(self, url: str) -> tuple[str, str] | _NoAuth:
+        """The ``~/.netrc`` login for ``url``'s host, or ``_NO_AUTH``: asked once per
+        host (requests asks on every request), and not at all without a netrc file."""
+        if not self._netrc_by_host:
+            return _NO_AUTH
+        parts = urlsplit(url)
+        return self._once(("netrc", parts.scheme, parts.netloc), lambda: get_netrc_auth(url) or _NO_AUTH)
 
     def prepare_request(self, request: requests.Request) -> requests.PreparedRequest:
         """requests' own, with a short way for the common request: a GET with
@@ -181,8 +177,12 @@ class _Session(requests.Session):
         about a sixth of the CPU of a conditional GET answered 304. The short
         way gives the same prepared request (headers merged the same way,
         ``None`` dropping a session header, params encoded by requests,
-        netrc auth as requests finds it); anything else goes the long way.
+        netrc auth as requests finds it); anything else goes the long way, with
+        the same netrc auth.
         """
+        auth = request.auth
+        if self.trust_env and not auth and not self.auth:
+            auth = self._netrc_auth(request.url)
         if (
             request.cookies
             or len(self.cookies)
@@ -193,11 +193,13 @@ class _Session(requests.Session):
             or self.auth
             or any(self.hooks.values())
         ):
+            if (
+                auth is not request.auth
+            ):  # requests would ask netrc again; the caller's request stays as it was
+                request = copy.copy(request)
+                request.auth = auth
             return super().prepare_request(request)
         url = request.url
-        auth = request.auth
-        if self.trust_env and not auth:
-            auth = get_netrc_auth(url)
         headers = CaseInsensitiveDict(self.headers)
         headers.update(request.headers or {})
         for name in [name for name, value in headers.items() if value is None]:
