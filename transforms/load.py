@@ -22,6 +22,7 @@ from engage.config import TeamConfig
 from engage.warehouse.db import lookup_ids, upsert
 from engage.warehouse.schema import author, content_item, engagement_observation
 from transforms.decision_makers import is_decision_maker
+from transforms.referrals import store_referrals
 
 
 @dataclass
@@ -217,8 +218,6 @@ def load_results(
     )
     for load, count in zip(loads, counts, strict=True):
         if load.result.referrals:
-            from transforms.referrals import store_referrals
-
             count.referrals = store_referrals(conn, load.result.referrals)
     if loads:
         conn.execute(
